@@ -334,13 +334,16 @@ namespace KnowledgeDistillation.Build
 
         /// <summary>
         /// Applies the patch to a file. A changed file is written next to the original and renamed over it, so a
-        /// hard or symbolic link into a package cache is replaced rather than written through.
+        /// hard or symbolic link into a package cache is replaced rather than written through. The new file keeps
+        /// the original's last-write time: MSBuild's copy of unchanged files compares size and time, so the next
+        /// incremental build leaves the patched copy alone instead of copying the package's file over it.
         /// </summary>
         public static LibStdCxxPatchOutcome ApplyToFile(string path, ICollection<string>? hostVersions)
         {
             if (hostVersions != null && hostVersions.Contains(Version)) return LibStdCxxPatchOutcome.HostProvidesVersion;
 
             byte[] image = File.ReadAllBytes(path);
+            DateTime lastWrite = File.GetLastWriteTimeUtc(path);
             LibStdCxxPatchOutcome outcome = Apply(image, path, hostVersions);
             if (outcome != LibStdCxxPatchOutcome.Patched) return outcome;
 
@@ -351,6 +354,7 @@ namespace KnowledgeDistillation.Build
                 File.WriteAllBytes(temporary, image);
                 File.Delete(path); // unlink first: writing through a hard link would change the package cache
                 File.Move(temporary, path);
+                File.SetLastWriteTimeUtc(path, lastWrite);
             }
             finally
             {

@@ -151,16 +151,19 @@ public class LibStdCxxMarkerPatchTests
     }
 
     [Fact]
-    public void Keeps_the_file_mode_and_leaves_no_temporary_files()
+    public void Keeps_the_file_mode_and_date_and_leaves_no_temporary_files()
     {
         using var folder = new TemporaryFolder();
         string output = folder.Write("libLibTorchSharp.so", ElfSamples.LibTorchSharpLike().Build());
         const UnixFileMode mode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead;
         File.SetUnixFileMode(output, mode);
+        DateTime written = new(2026, 5, 7, 12, 0, 0, DateTimeKind.Utc);
+        File.SetLastWriteTimeUtc(output, written);
 
         LibStdCxxMarkerPatch.ApplyToFile(output, Gcc12Host).Should().Be(LibStdCxxPatchOutcome.Patched);
 
         File.GetUnixFileMode(output).Should().Be(mode);
+        File.GetLastWriteTimeUtc(output).Should().Be(written, "an unchanged date keeps MSBuild from copying the original back");
         Directory.GetFiles(folder.Path).Should().Equal(output);
     }
 }
