@@ -1,0 +1,100 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Losses;
+
+/// <summary>
+/// Base of the losses between the temperature-softened output distributions of a student and a teacher,
+/// p^T = softmax(z / T). It owns the conventions all of them share:
+/// <list type="bullet">
+/// <item>logits are <c>[N, C]</c> (a row per example) or <c>[B, S, C]</c> (a row per token);</item>
+/// <item>the result is the mean over kept rows — not over elements — optionally multiplied by T²;</item>
+/// <item>rows are dropped by a boolean <c>mask</c> (true = keep) and/or by <c>labels</c> equal to <see cref="IgnoreIndex"/>;
+/// with no row kept the loss is 0 with zero gradient;</item>
+/// <item>the math runs in float32 for bfloat16/float16/float32 inputs (float64 stays float64);</item>
+/// <item>the teacher is detached: no gradient reaches it even without <c>torch.no_grad()</c>;</item>
+/// <item>-inf logits (masked vocabulary entries) are allowed: a class with zero probability contributes 0, never NaN.</item>
+/// </list>
+/// </summary>
+public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
+{
+    private double _temperature;
+
+    /// <summary>Creates the loss.</summary>
+    /// <param name="name">Module name.</param>
+    /// <param name="temperature">T in softmax(z / T); finite and &gt; 0.</param>
+    /// <param name="scaleByTemperatureSquared">Multiply the loss by T² (Hinton et al. 2015) so gradient magnitudes stay comparable across temperatures.</param>
+    /// <param name="ignoreIndex">The label value that marks a row to drop when labels are passed.</param>
+    protected LogitDistillationLoss(string name, double temperature, bool scaleByTemperatureSquared, long ignoreIndex)
+        : base(name)
+    {
+        Temperature = temperature;
+        ScaleByTemperatureSquared = scaleByTemperatureSquared;
+        IgnoreIndex = ignoreIndex;
+    }
+
+    /// <summary>T in softmax(z / T). Settable, so a schedule can change it between steps; must be finite and &gt; 0.</summary>
+    public double Temperature
+    {
+        get => _temperature;
+        set => _temperature = LossInputs.RequireTemperature(value, nameof(Temperature));
+    }
+
+    /// <summary>Whether the loss is multiplied by T².</summary>
+    public bool ScaleByTemperatureSquared { get; set; }
+
+    /// <summary>Rows whose label equals this value are dropped (as cross-entropy's ignore_index).</summary>
+    public long IgnoreIndex { get; }
+
+    /// <summary>The loss over all rows.</summary>
+    /// <param name="studentLogits">Student logits, <c>[N, C]</c> or <c>[B, S, C]</c>.</param>
+    /// <param name="teacherLogits">Teacher logits of the same shape (detached inside).</param>
+    public override Tensor forward(Tensor studentLogits, Tensor teacherLogits) => forward(studentLogits, teacherLogits, null, null);
+
+    /// <summary>The loss over the kept rows.</summary>
+    /// <param name="studentLogits">Student logits, <c>[N, C]</c> or <c>[B, S, C]</c>.</param>
+    /// <param name="teacherLogits">Teacher logits of the same shape (detached inside).</param>
+    /// <param name="mask">Optional rows to keep: bool (or 0/1 integer) of shape <c>[N]</c> or <c>[B, S]</c>.</param>
+    /// <param name="labels">Optional integer labels of shape <c>[N]</c> or <c>[B, S]</c>; rows equal to <see cref="IgnoreIndex"/> are dropped.</param>
+    public Tensor forward(Tensor studentLogits, Tensor teacherLogits, Tensor? mask, Tensor? labels = null)
+    {
+        ArgumentNullException.ThrowIfNull(studentLogits);
+        ArgumentNullException.ThrowIfNull(teacherLogits);
+        const string layout = "logits of shape [N, C] (one row per example) or [B, S, C] (one row per token)";
+        LossInputs.RequireFloating(studentLogits, nameof(studentLogits));
+        LossInputs.RequireFloating(teacherLogits, nameof(teacherLogits));
+        LossInputs.RequireRank(studentLogits, nameof(studentLogits), 2, 3, layout);
+        LossInputs.RequireSameShape(studentLogits, nameof(studentLogits), teacherLogits, nameof(teacherLogits), "vocabulary size");
+        LossInputs.RequireSameDevice(studentLogits, nameof(studentLogits), teacherLogits, nameof(teacherLogits));
+
+        using var scope = NewDisposeScope();
+        ScalarType type = LossInputs.ComputeType(studentLogits);
+        Tensor? keep = RowMask.Resolve(studentLogits.shape[..^1], studentLogits.device, mask, labels, IgnoreIndex);
+        double t = Temperature;
+
+        Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(studentLogits.to(type), keep, 1), t);
+        Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacherLogits.detach().to(type), keep, 1), t);
+        Tensor loss = RowMask.Mean(RowDivergence(studentLogProbs, teacherLogProbs), keep);
+        if (ScaleByTemperatureSquared) loss = loss * (t * t);
+        return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The divergence of each row, summed over the class dimension: <c>[..., C]</c> log-probabilities in, <c>[...]</c> out.</summary>
+    /// <param name="studentLogProbs">log p_student^T; entries of zero probability hold the dtype's lowest finite value, not -inf.</param>
+    /// <param name="teacherLogProbs">log p_teacher^T, likewise.</param>
+    protected abstract Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs);
+
+    /// <summary>Σ_c p_c (log p_c − log q_c) over the last dimension; a class with p_c = 0 contributes exactly 0.</summary>
+    protected static Tensor KullbackLeibler(Tensor logP, Tensor logQ) => logP.exp().mul(logP - logQ).sum(-1);
+
+    /// <summary>
+    /// log softmax(z / T), with -inf (a class of zero probability) replaced by the lowest finite value so that
+    /// p · (log p − log q) evaluates to 0 · finite = 0 there instead of 0 · ∞ = NaN, in value and in gradient.
+    /// </summary>
+    private static Tensor SoftenedLogProbabilities(Tensor logits, double temperature)
+    {
+        Tensor scaled = temperature == 1.0 ? logits : logits / temperature;
+        double lowest = logits.dtype == ScalarType.Float64 ? double.MinValue : float.MinValue;
+        return scaled.log_softmax(-1).clamp_min(lowest);
+    }
+}

@@ -1,0 +1,67 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Losses;
+
+/// <summary>
+/// Which rows a loss averages over. A row is one example of <c>[N, C]</c> inputs or one token of <c>[B, S, C]</c>
+/// inputs. A row is kept when the optional <c>mask</c> is true (or non-zero) there AND the optional <c>labels</c>
+/// are not the ignore index there. Losses are the mean over kept rows; with no kept row they are exactly 0 with
+/// zero gradient (the mean divides by max(count, 1), and masked rows never reach the math as anything but zeros).
+/// </summary>
+internal static class RowMask
+{
+    /// <summary>
+    /// The boolean keep-mask of shape <paramref name="rowShape"/>, or null when every row is kept.
+    /// </summary>
+    public static Tensor? Resolve(long[] rowShape, Device device, Tensor? mask, Tensor? labels, long ignoreIndex)
+    {
+        Tensor? keep = null;
+        if (mask is not null)
+        {
+            RequireRowShaped(mask, "mask", rowShape);
+            if (mask.dtype != ScalarType.Bool && !is_integral(mask.dtype))
+            {
+                throw new ArgumentException($"mask must be bool (true = keep) or an integer 0/1 tensor; got {mask.dtype}.", nameof(mask));
+            }
+            keep = mask.dtype == ScalarType.Bool ? mask.to(device) : mask.to(device).ne(0);
+        }
+        if (labels is not null)
+        {
+            RequireRowShaped(labels, "labels", rowShape);
+            if (!is_integral(labels.dtype) || labels.dtype == ScalarType.Bool)
+            {
+                throw new ArgumentException($"labels must be an integer tensor of class indices; got {labels.dtype}.", nameof(labels));
+            }
+            Tensor labelKeep = labels.to(device).ne(ignoreIndex);
+            keep = keep is null ? labelKeep : keep.logical_and(labelKeep);
+        }
+        return keep;
+    }
+
+    /// <summary>Replaces the rows that are not kept with zeros, so nothing non-finite there reaches the math or its gradient.</summary>
+    public static Tensor ZeroDropped(Tensor values, Tensor? keep, int trailingDimensions)
+    {
+        if (keep is null) return values;
+        Tensor k = keep;
+        for (int i = 0; i < trailingDimensions; i++) k = k.unsqueeze(-1);
+        return where(k, values, zeros(1, dtype: values.dtype, device: values.device));
+    }
+
+    /// <summary>Mean of <paramref name="perRow"/> over the kept rows; 0 when none is kept.</summary>
+    public static Tensor Mean(Tensor perRow, Tensor? keep)
+    {
+        if (keep is null) return perRow.mean();
+        Tensor kept = where(keep, perRow, zeros(1, dtype: perRow.dtype, device: perRow.device));
+        return kept.sum() / keep.sum().to(perRow.dtype).clamp_min(1);
+    }
+
+    private static void RequireRowShaped(Tensor tensor, string name, long[] rowShape)
+    {
+        if (!tensor.shape.SequenceEqual(rowShape))
+        {
+            throw new ArgumentException(
+                $"{name} must have one entry per row, shape {LossInputs.Describe(rowShape)}; got shape {LossInputs.Describe(tensor.shape)}.", name);
+        }
+    }
+}
