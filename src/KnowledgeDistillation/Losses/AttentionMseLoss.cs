@@ -89,7 +89,7 @@ public sealed class AttentionMseLoss : nn.Module<Tensor, Tensor, Tensor>
         }
 
         Tensor? keep = null;
-        Tensor? tokens = RowMask.Resolve([s[0], s[2]], student.device, paddingMask, null, 0);
+        Tensor? tokens = RowMask.Resolve([s[0], s[2]], student.device, paddingMask, null, 0, nameof(paddingMask));
         if (tokens is not null) keep = tokens.unsqueeze(1).unsqueeze(-1).logical_and(tokens.unsqueeze(1).unsqueeze(2)).expand(s[0], studentHeads, s[2], s[3]);
         if (Kind == AttentionMapKind.Scores)
         {

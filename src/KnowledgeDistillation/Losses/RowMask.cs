@@ -14,15 +14,21 @@ internal static class RowMask
     /// <summary>
     /// The boolean keep-mask of shape <paramref name="rowShape"/>, or null when every row is kept.
     /// </summary>
-    public static Tensor? Resolve(long[] rowShape, Device device, Tensor? mask, Tensor? labels, long ignoreIndex)
+    /// <param name="rowShape">The shape of the rows: the input's shape without its last dimension.</param>
+    /// <param name="device">Where the inputs are.</param>
+    /// <param name="mask">Optional rows to keep.</param>
+    /// <param name="labels">Optional labels; rows equal to <paramref name="ignoreIndex"/> are dropped.</param>
+    /// <param name="ignoreIndex">The label value that drops a row.</param>
+    /// <param name="maskName">The mask's parameter name in the public method, for error messages.</param>
+    public static Tensor? Resolve(long[] rowShape, Device device, Tensor? mask, Tensor? labels, long ignoreIndex, string maskName = "mask")
     {
         Tensor? keep = null;
         if (mask is not null)
         {
-            RequireRowShaped(mask, "mask", rowShape);
+            RequireRowShaped(mask, maskName, rowShape);
             if (mask.dtype != ScalarType.Bool && !is_integral(mask.dtype))
             {
-                throw new ArgumentException($"mask must be bool (true = keep) or an integer 0/1 tensor; got {mask.dtype}.", nameof(mask));
+                throw new ArgumentException($"{maskName} must be bool (true = keep) or an integer 0/1 tensor; got {mask.dtype}.", maskName);
             }
             keep = mask.dtype == ScalarType.Bool ? mask.to(device) : mask.to(device).ne(0);
         }
