@@ -1,0 +1,56 @@
+using KnowledgeDistillation.Losses;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Tests.Readme;
+
+public class ReadmeSnippetTests
+{
+    private static string[] SnippetFromSource()
+    {
+        string[] lines = File.ReadAllLines(Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Readme", "OwnLoopSnippet.cs"));
+        int begin = Array.FindIndex(lines, l => l.Trim() == "// snippet-begin"), end = Array.FindIndex(lines, l => l.Trim() == "// snippet-end");
+        string[] body = lines[(begin + 1)..end];
+        int indent = body.Where(l => l.Trim().Length > 0).Min(l => l.Length - l.TrimStart().Length);
+        return body.Select(l => l.Length >= indent ? l[indent..] : l.Trim()).ToArray();
+    }
+
+    private static string[] SnippetFromReadme()
+    {
+        string[] lines = File.ReadAllLines(Path.Combine(BuildFacts.RepositoryRoot, "README.md"));
+        int marker = Array.FindIndex(lines, l => l.Trim() == "<!-- snippet: own-loop (tests/KnowledgeDistillation.Tests/Readme/OwnLoopSnippet.cs) -->");
+        marker.Should().BeGreaterThanOrEqualTo(0, "the README marks the snippet it shares with the tests");
+        int open = Array.FindIndex(lines, marker, l => l.StartsWith("```", StringComparison.Ordinal));
+        int close = Array.FindIndex(lines, open + 1, l => l.StartsWith("```", StringComparison.Ordinal));
+        return lines[(open + 1)..close].SkipWhile(l => l.StartsWith("using ", StringComparison.Ordinal) || l.Length == 0).ToArray();
+    }
+
+    [Fact]
+    public void The_README_shows_exactly_the_code_that_is_compiled_here()
+    {
+        SnippetFromReadme().Should().Equal(SnippetFromSource());
+    }
+
+    [Fact]
+    public void The_snippet_trains_a_student_towards_its_teacher()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        var teacher = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4));
+        var student = nn.Sequential(nn.Linear(8, 4));
+        Tensor inputs = randn(256, 8);
+        Tensor labels;
+        using (no_grad()) labels = teacher.call(inputs).argmax(-1);
+        var batches = Enumerable.Range(0, 8).Select(i => (inputs[TensorIndex.Slice(i * 32, (i + 1) * 32)], labels[TensorIndex.Slice(i * 32, (i + 1) * 32)])).ToList();
+        double Gap()
+        {
+            using var noGrad = no_grad();
+            return new SoftTargetKLLoss(2.0).call(student.call(inputs), teacher.call(inputs)).item<float>();
+        }
+        double before = Gap();
+
+        for (int epoch = 0; epoch < 20; epoch++) OwnLoopSnippet.Train(teacher, student, batches);
+
+        Gap().Should().BeLessThan(before / 2, "twenty epochs of the snippet's loop move the student towards the teacher (from {0})", before);
+    }
+}
