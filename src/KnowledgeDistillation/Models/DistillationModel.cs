@@ -1,0 +1,97 @@
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Models;
+
+/// <summary>Turns any TorchSharp module into an <see cref="IDistillationModel{TInput}"/>.</summary>
+public static class DistillationModel
+{
+    /// <summary>The plain case: a module from an input tensor to logits. Asking it for hidden states or attention fails clearly.</summary>
+    public static IDistillationModel<Tensor> FromLogits(nn.Module<Tensor, Tensor> module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        return new LogitsModel(module);
+    }
+
+    /// <summary>Anything else: a module and a function that runs it on a batch and builds the <see cref="ModelOutput"/>.</summary>
+    /// <param name="module">The module (moved, switched to train/eval and optimised by the caller of the adapter).</param>
+    /// <param name="forward">Runs <paramref name="module"/> on a batch; must honour the request or throw <see cref="NotSupportedException"/>.</param>
+    public static IDistillationModel<TInput> FromDelegate<TModule, TInput>(TModule module, Func<TModule, TInput, OutputRequest, ModelOutput> forward)
+        where TModule : nn.Module
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(forward);
+        return new DelegateModel<TModule, TInput>(module, forward);
+    }
+
+    /// <summary>
+    /// A module from an input tensor to logits whose intermediate outputs are captured by name (see
+    /// <see cref="FeatureCapture"/>): the named modules' outputs become <see cref="ModelOutput.HiddenStates"/>, in
+    /// the order given. The adapter owns the hooks; dispose it to remove them.
+    /// </summary>
+    public static CapturingModel WithCapturedHiddenStates(nn.Module<Tensor, Tensor> module, params string[] moduleNames)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        return new CapturingModel(module, new FeatureCapture(module, moduleNames));
+    }
+
+    private sealed class LogitsModel(nn.Module<Tensor, Tensor> module) : IDistillationModel<Tensor>
+    {
+        public nn.Module Module => module;
+
+        public ModelOutput Forward(Tensor input, OutputRequest request)
+        {
+            if (request.HiddenStates || request.AnyAttention)
+            {
+                throw new NotSupportedException(
+                    $"{module.GetType().Name} only returns logits, but hidden states or attention were requested. Use " +
+                    $"{nameof(DistillationModel)}.{nameof(WithCapturedHiddenStates)} to capture named submodules, or {nameof(FromDelegate)} to build the output yourself.");
+            }
+            return new ModelOutput(module.call(input));
+        }
+    }
+
+    private sealed class DelegateModel<TModule, TInput>(TModule module, Func<TModule, TInput, OutputRequest, ModelOutput> forward) : IDistillationModel<TInput>
+        where TModule : nn.Module
+    {
+        public nn.Module Module => module;
+
+        public ModelOutput Forward(TInput input, OutputRequest request) => forward(module, input, request);
+    }
+}
+
+/// <summary>A logits module whose named submodules' outputs are captured as hidden states; dispose to remove the hooks.</summary>
+public sealed class CapturingModel : IDistillationModel<Tensor>, IDisposable
+{
+    private readonly nn.Module<Tensor, Tensor> _module;
+    private readonly FeatureCapture _capture;
+
+    internal CapturingModel(nn.Module<Tensor, Tensor> module, FeatureCapture capture)
+    {
+        _module = module;
+        _capture = capture;
+    }
+
+    /// <inheritdoc />
+    public nn.Module Module => _module;
+
+    /// <summary>The captured submodules, in the order of <see cref="ModelOutput.HiddenStates"/>.</summary>
+    public IReadOnlyList<string> ModuleNames => _capture.ModuleNames;
+
+    /// <inheritdoc />
+    public ModelOutput Forward(Tensor input, OutputRequest request)
+    {
+        if (request.AnyAttention)
+        {
+            throw new NotSupportedException("Attention maps cannot be captured from an arbitrary module; use a reference transformer or DistillationModel.FromDelegate.");
+        }
+        _capture.Clear();
+        Tensor logits = _module.call(input);
+        IReadOnlyList<Tensor> captured = _capture.Take();
+        if (request.HiddenStates) return new ModelOutput(logits, captured);
+        foreach (Tensor t in captured) t.Dispose();
+        return new ModelOutput(logits);
+    }
+
+    /// <summary>Removes the hooks.</summary>
+    public void Dispose() => _capture.Dispose();
+}

@@ -1,0 +1,9 @@
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Models;
+
+/// <summary>Token inputs for the reference transformers.</summary>
+/// <param name="InputIds">Token ids, <c>[B, S]</c>, int64.</param>
+/// <param name="AttentionMask">Optional <c>[B, S]</c> padding mask, bool or 0/1: true/1 marks a real token.</param>
+/// <param name="TokenTypeIds">Optional <c>[B, S]</c> segment ids (BERT-style models only).</param>
+public sealed record TokenBatch(Tensor InputIds, Tensor? AttentionMask = null, Tensor? TokenTypeIds = null);

@@ -1,0 +1,40 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Transformers;
+
+/// <summary>
+/// Builds additive attention masks. Masked cells get the dtype's lowest finite value rather than -inf, so a query
+/// with no visible key (a fully padded row) gets a uniform distribution instead of NaN, and attention losses on
+/// scores can recognise masked cells by a threshold.
+/// </summary>
+internal static class AttentionMasks
+{
+    /// <summary>0 where <paramref name="allowed"/> is true, the lowest finite value of <paramref name="dtype"/> elsewhere.</summary>
+    public static Tensor Additive(Tensor allowed, ScalarType dtype)
+    {
+        double lowest = dtype switch
+        {
+            ScalarType.Float64 => double.MinValue,
+            ScalarType.Float16 => -65504.0,
+            ScalarType.BFloat16 => -3.3895313892515355e38,
+            _ => float.MinValue,
+        };
+        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), lowest);
+    }
+
+    /// <summary>
+    /// The <c>[B, 1, S, S]</c> additive mask for a padding mask <c>[B, S]</c> (true/1 = real token), combined with a
+    /// causal mask when <paramref name="causal"/>; null when there is no padding mask (the fast paths handle causality).
+    /// </summary>
+    public static Tensor? ForPadding(Tensor? paddingMask, bool causal, ScalarType dtype)
+    {
+        if (paddingMask is null) return null;
+        Tensor keys = (paddingMask.dtype == ScalarType.Bool ? paddingMask : paddingMask.ne(0)).unsqueeze(1).unsqueeze(2); // [B, 1, 1, S]
+        long length = paddingMask.shape[1];
+        Tensor allowed = causal
+            ? keys.logical_and(ones(length, length, dtype: ScalarType.Bool, device: paddingMask.device).triu(1).logical_not())
+            : keys.expand(paddingMask.shape[0], 1, length, length);
+        return Additive(allowed, dtype);
+    }
+}

@@ -1,0 +1,82 @@
+using KnowledgeDistillation.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Transformers;
+
+/// <summary>
+/// A BERT-style bidirectional encoder with a sequence-classification head: word, position and token-type
+/// embeddings with a layer norm, <see cref="TransformerConfig.Layers"/> blocks, an optional pooler (dense + tanh on
+/// the first token) and a linear classifier. <c>call(ids)</c> maps <c>[B, S]</c> ids to <c>[B, NumLabels]</c>
+/// logits; <see cref="Forward"/> takes a padding mask and returns hidden states and attention on request.
+/// </summary>
+/// <remarks>
+/// Parameter names: <c>word_embedding</c>, <c>position_embedding</c>, <c>token_type_embedding</c>,
+/// <c>embedding_norm</c>, <c>blocks.{i}.…</c>, <c>final_norm</c> (pre-norm configurations only), <c>pooler</c>
+/// (when <see cref="BertConfig.UsePooler"/>), <c>classifier</c>. Without the pooler the classifier reads the first
+/// token's hidden state directly: the "pooler removed" student of DistilBERT.
+/// </remarks>
+public sealed class BertModel : nn.Module<Tensor, Tensor>, IDistillationModel<TokenBatch>
+{
+    private readonly Embedding word_embedding;
+    private readonly Embedding position_embedding;
+    private readonly Embedding token_type_embedding;
+    private readonly LayerNorm embedding_norm;
+    private readonly Dropout dropout;
+    private readonly ModuleList<TransformerBlock> blocks;
+    private readonly LayerNorm? final_norm;
+    private readonly Linear? pooler;
+    private readonly Linear classifier;
+
+    /// <summary>Creates a randomly initialised model.</summary>
+    /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
+    public BertModel(BertConfig config) : base(nameof(BertModel))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        word_embedding = nn.Embedding(config.VocabSize, config.Width);
+        position_embedding = nn.Embedding(config.ContextLength, config.Width);
+        token_type_embedding = nn.Embedding(config.TypeVocabSize, config.Width);
+        embedding_norm = nn.LayerNorm(config.Width, config.LayerNormEpsilon);
+        dropout = nn.Dropout(config.Dropout);
+        blocks = nn.ModuleList(Enumerable.Range(0, config.Layers).Select(_ => new TransformerBlock(config)).ToArray());
+        if (config.NormPlacement == NormPlacement.Pre) final_norm = nn.LayerNorm(config.Width, config.LayerNormEpsilon);
+        if (config.UsePooler) pooler = nn.Linear(config.Width, config.Width);
+        classifier = nn.Linear(config.Width, config.NumLabels);
+        RegisterComponents();
+    }
+
+    /// <summary>The configuration the model was built with.</summary>
+    public BertConfig Config { get; }
+
+    /// <summary>The transformer blocks, first to last.</summary>
+    public IReadOnlyList<TransformerBlock> Blocks => blocks.ToList();
+
+    nn.Module IDistillationModel<TokenBatch>.Module => this;
+
+    /// <summary>Class logits <c>[B, NumLabels]</c> for unpadded token ids <c>[B, S]</c>.</summary>
+    public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
+
+    /// <summary>Runs the encoder; padded keys (mask 0/false) receive no attention.</summary>
+    public ModelOutput Forward(TokenBatch batch, OutputRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        TokenInputs.Validate(batch, Config, Config.TypeVocabSize);
+        using var scope = NewDisposeScope();
+        Tensor ids = batch.InputIds.to(ScalarType.Int64);
+        Tensor positions = arange(ids.shape[1], dtype: ScalarType.Int64, device: ids.device);
+        Tensor types = batch.TokenTypeIds?.to(ScalarType.Int64) ?? zeros_like(ids);
+        Tensor x = dropout.forward(embedding_norm.forward(
+            word_embedding.forward(ids) + position_embedding.forward(positions) + token_type_embedding.forward(types)));
+        Tensor? mask = AttentionMasks.ForPadding(batch.AttentionMask?.to(x.device), causal: false, x.dtype);
+
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: false, request);
+        Tensor h = final_norm?.forward(run.Last) ?? run.Last;
+        Tensor first = h.select(1, 0);
+        Tensor pooled = pooler is null ? first : pooler.forward(first).tanh();
+        Tensor logits = classifier.forward(dropout.forward(pooled));
+        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
+    }
+}

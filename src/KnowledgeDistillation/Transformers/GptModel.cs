@@ -1,0 +1,72 @@
+using KnowledgeDistillation.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace KnowledgeDistillation.Transformers;
+
+/// <summary>
+/// A GPT-style causal language model: token and learned position embeddings, <see cref="TransformerConfig.Layers"/>
+/// transformer blocks, a final layer norm and an LM head (tied to the token embeddings or not).
+/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="Forward"/> also returns
+/// hidden states and attention maps on request.
+/// </summary>
+/// <remarks>
+/// Parameter names: <c>token_embedding</c>, <c>position_embedding</c>, <c>blocks.{i}.…</c> (see
+/// <see cref="TransformerBlock"/>), <c>final_norm</c>, and <c>lm_head</c> when untied. Hidden states are the
+/// embedding output and each block's output, before the final norm.
+/// </remarks>
+public sealed class GptModel : nn.Module<Tensor, Tensor>, IDistillationModel<TokenBatch>
+{
+    private readonly Embedding token_embedding;
+    private readonly Embedding position_embedding;
+    private readonly Dropout embedding_dropout;
+    private readonly ModuleList<TransformerBlock> blocks;
+    private readonly LayerNorm final_norm;
+    private readonly Linear? lm_head;
+
+    /// <summary>Creates a randomly initialised model.</summary>
+    /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
+    public GptModel(GptConfig config) : base(nameof(GptModel))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        token_embedding = nn.Embedding(config.VocabSize, config.Width);
+        position_embedding = nn.Embedding(config.ContextLength, config.Width);
+        embedding_dropout = nn.Dropout(config.Dropout);
+        blocks = nn.ModuleList(Enumerable.Range(0, config.Layers).Select(_ => new TransformerBlock(config)).ToArray());
+        final_norm = nn.LayerNorm(config.Width, config.LayerNormEpsilon);
+        if (!config.TieEmbeddings) lm_head = nn.Linear(config.Width, config.VocabSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <summary>The configuration the model was built with.</summary>
+    public GptConfig Config { get; }
+
+    /// <summary>The transformer blocks, first to last.</summary>
+    public IReadOnlyList<TransformerBlock> Blocks => blocks.ToList();
+
+    nn.Module IDistillationModel<TokenBatch>.Module => this;
+
+    /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
+    public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
+
+    /// <summary>Runs the model; attention is causal, and additionally masked by <see cref="TokenBatch.AttentionMask"/> when given.</summary>
+    public ModelOutput Forward(TokenBatch batch, OutputRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        TokenInputs.Validate(batch, Config, typeVocabSize: null);
+        using var scope = NewDisposeScope();
+        Tensor ids = batch.InputIds.to(ScalarType.Int64);
+        Tensor positions = arange(ids.shape[1], dtype: ScalarType.Int64, device: ids.device);
+        Tensor x = embedding_dropout.forward(token_embedding.forward(ids) + position_embedding.forward(positions));
+        Tensor? mask = AttentionMasks.ForPadding(batch.AttentionMask?.to(x.device), causal: true, x.dtype);
+
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request);
+        Tensor h = final_norm.forward(run.Last);
+        Tensor logits = lm_head is null ? F.linear(h, token_embedding.weight!) : lm_head.forward(h);
+        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
+    }
+}

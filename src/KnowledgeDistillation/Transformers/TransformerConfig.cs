@@ -1,0 +1,124 @@
+namespace KnowledgeDistillation.Transformers;
+
+/// <summary>Where each block's layer norms sit.</summary>
+public enum NormPlacement
+{
+    /// <summary>x + f(norm(x)), with a final norm after the last block (GPT-2 and most modern models).</summary>
+    Pre,
+
+    /// <summary>norm(x + f(x)) (the original Transformer and BERT).</summary>
+    Post,
+}
+
+/// <summary>The feed-forward non-linearity.</summary>
+public enum FeedForwardActivation
+{
+    /// <summary>Exact GELU, x·Φ(x) (BERT).</summary>
+    Gelu,
+
+    /// <summary>The tanh approximation of GELU (GPT-2's "gelu_new").</summary>
+    GeluTanh,
+}
+
+/// <summary>The shape of a reference transformer. Derived records add what one kind of model needs.</summary>
+public abstract record TransformerConfig
+{
+    /// <summary>Number of token ids.</summary>
+    public required int VocabSize { get; init; }
+
+    /// <summary>Longest sequence (number of learned positions).</summary>
+    public int ContextLength { get; init; } = 128;
+
+    /// <summary>Hidden width D.</summary>
+    public int Width { get; init; } = 128;
+
+    /// <summary>Attention heads; must divide <see cref="Width"/>.</summary>
+    public int Heads { get; init; } = 4;
+
+    /// <summary>Number of transformer blocks.</summary>
+    public int Layers { get; init; } = 4;
+
+    /// <summary>Inner width of the feed-forward network; 0 means 4 × <see cref="Width"/>.</summary>
+    public int FeedForwardWidth { get; init; }
+
+    /// <summary>Dropout on embeddings, attention probabilities and residual branches.</summary>
+    public double Dropout { get; init; } = 0.1;
+
+    /// <summary>Pre- or post-layer-norm blocks.</summary>
+    public abstract NormPlacement NormPlacement { get; init; }
+
+    /// <summary>The feed-forward non-linearity.</summary>
+    public abstract FeedForwardActivation Activation { get; init; }
+
+    /// <summary>ε of every layer norm.</summary>
+    public abstract double LayerNormEpsilon { get; init; }
+
+    /// <summary><see cref="FeedForwardWidth"/>, or 4 × <see cref="Width"/> when it is 0.</summary>
+    public int EffectiveFeedForwardWidth => FeedForwardWidth == 0 ? 4 * Width : FeedForwardWidth;
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid setting.</summary>
+    public virtual void Validate()
+    {
+        RequirePositive(VocabSize, nameof(VocabSize));
+        RequirePositive(ContextLength, nameof(ContextLength));
+        RequirePositive(Width, nameof(Width));
+        RequirePositive(Heads, nameof(Heads));
+        RequirePositive(Layers, nameof(Layers));
+        if (FeedForwardWidth < 0) throw new ArgumentException($"{nameof(FeedForwardWidth)} must be 0 (for 4 × Width) or positive; got {FeedForwardWidth}.", nameof(FeedForwardWidth));
+        if (Width % Heads != 0) throw new ArgumentException($"{nameof(Heads)} ({Heads}) must divide {nameof(Width)} ({Width}).", nameof(Heads));
+        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"{nameof(Dropout)} must lie in [0, 1); got {Dropout}.", nameof(Dropout));
+        if (!(LayerNormEpsilon > 0)) throw new ArgumentException($"{nameof(LayerNormEpsilon)} must be positive; got {LayerNormEpsilon}.", nameof(LayerNormEpsilon));
+    }
+
+    /// <summary>Throws when <paramref name="value"/> is not positive.</summary>
+    protected static void RequirePositive(int value, string name)
+    {
+        if (value <= 0) throw new ArgumentException($"{name} must be positive; got {value}.", name);
+    }
+}
+
+/// <summary>A GPT-style causal language model: token + position embeddings, pre-norm blocks, final norm, LM head.</summary>
+public sealed record GptConfig : TransformerConfig
+{
+    /// <summary>Share the token embedding matrix with the LM head (GPT-2 does).</summary>
+    public bool TieEmbeddings { get; init; } = true;
+
+    /// <inheritdoc />
+    public override NormPlacement NormPlacement { get; init; } = NormPlacement.Pre;
+
+    /// <inheritdoc />
+    public override FeedForwardActivation Activation { get; init; } = FeedForwardActivation.GeluTanh;
+
+    /// <inheritdoc />
+    public override double LayerNormEpsilon { get; init; } = 1e-5;
+}
+
+/// <summary>A BERT-style bidirectional encoder with a sequence-classification head.</summary>
+public sealed record BertConfig : TransformerConfig
+{
+    /// <summary>Number of classes of the classification head.</summary>
+    public int NumLabels { get; init; } = 2;
+
+    /// <summary>Number of segment (token type) ids.</summary>
+    public int TypeVocabSize { get; init; } = 2;
+
+    /// <summary>Classify through BERT's pooler (dense + tanh on the first token); false classifies the first token's hidden state directly, as DistilBERT does.</summary>
+    public bool UsePooler { get; init; } = true;
+
+    /// <inheritdoc />
+    public override NormPlacement NormPlacement { get; init; } = NormPlacement.Post;
+
+    /// <inheritdoc />
+    public override FeedForwardActivation Activation { get; init; } = FeedForwardActivation.Gelu;
+
+    /// <inheritdoc />
+    public override double LayerNormEpsilon { get; init; } = 1e-12;
+
+    /// <inheritdoc />
+    public override void Validate()
+    {
+        base.Validate();
+        RequirePositive(NumLabels, nameof(NumLabels));
+        RequirePositive(TypeVocabSize, nameof(TypeVocabSize));
+    }
+}
