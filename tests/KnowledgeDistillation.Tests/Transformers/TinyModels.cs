@@ -34,6 +34,10 @@ internal static class TinyModels
         return randint(0, vocab, [batch, length]);
     }
 
+    /// <summary>Same shape and bit-for-bit the same values.</summary>
+    public static bool IsIdenticalTo(this Tensor actual, Tensor expected) =>
+        actual.shape.SequenceEqual(expected.shape) && actual.eq(expected).all().item<bool>();
+
     public static void ShouldBeClose(this Tensor actual, Tensor expected, double tolerance = 1e-5)
     {
         actual.shape.Should().Equal(expected.shape);
