@@ -60,7 +60,7 @@ public class GptModelTests
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void Requesting_maps_and_hidden_states_leaves_the_logits_unchanged(bool tie)
+    public void Requesting_maps_and_hidden_states_leaves_logits_and_hidden_states_unchanged(bool tie)
     {
         using var scope = NewDisposeScope();
         GptModel model = TinyModels.GptModel(config: TinyModels.Gpt(tie));
@@ -70,10 +70,13 @@ public class GptModelTests
         foreach (Tensor? m in new[] { null, mask })
         {
             using ModelOutput fast = model.Forward(new TokenBatch(ids, m), OutputRequest.LogitsOnly);
-            using ModelOutput full = model.Forward(new TokenBatch(ids, m), OutputRequest.Everything);
+            using ModelOutput hiddenOnly = model.Forward(new TokenBatch(ids, m), new OutputRequest(HiddenStates: true)); // fused attention
+            using ModelOutput full = model.Forward(new TokenBatch(ids, m), OutputRequest.Everything);                 // explicit attention
             full.Logits.ShouldBeClose(fast.Logits, 1e-5);
+            for (int layer = 0; layer < full.HiddenStates!.Count; layer++) full.HiddenStates[layer].ShouldBeClose(hiddenOnly.HiddenStates![layer], 1e-5);
             fast.HiddenStates.Should().BeNull();
             fast.AttentionScores.Should().BeNull();
+            hiddenOnly.AttentionProbabilities.Should().BeNull();
         }
     }
 
