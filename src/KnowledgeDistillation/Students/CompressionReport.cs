@@ -64,10 +64,8 @@ public sealed record CompressionReport(ModelSize Teacher, ModelSize Student, Lat
         var text = new StringBuilder();
         foreach (string[] row in rows)
         {
-            text.Append(row[0].PadRight(widths[0])).Append("  ")
-                .Append(row[1].PadLeft(widths[1])).Append("  ")
-                .Append(row[2].PadLeft(widths[2])).Append("  ")
-                .AppendLine(row[3]);
+            string line = $"{row[0].PadRight(widths[0])}  {row[1].PadLeft(widths[1])}  {row[2].PadLeft(widths[2])}  {row[3]}";
+            text.AppendLine(line.TrimEnd());
         }
         return text.ToString();
     }
