@@ -46,8 +46,16 @@ public static class DistillationModel
                     $"{module.GetType().Name} only returns logits, but hidden states or attention were requested. Use " +
                     $"{nameof(DistillationModel)}.{nameof(WithCapturedHiddenStates)} to capture named submodules, or {nameof(FromDelegate)} to build the output yourself.");
             }
-            return new ModelOutput(module.call(input));
+            return new ModelOutput(module.call(MatchParameterType(module, input)));
         }
+    }
+
+    /// <summary>Casts floating-point input to the module's parameter type, so a teacher cast to bfloat16 accepts float32 batches.</summary>
+    internal static Tensor MatchParameterType(nn.Module module, Tensor input)
+    {
+        if (!input.is_floating_point()) return input;
+        ScalarType? parameterType = module.parameters().Select(p => (ScalarType?)p.dtype).FirstOrDefault();
+        return parameterType is ScalarType t && t != input.dtype && is_floating_point(t) ? input.to(t) : input;
     }
 
     private sealed class DelegateModel<TModule, TInput>(TModule module, Func<TModule, TInput, OutputRequest, ModelOutput> forward) : IDistillationModel<TInput>

@@ -1,0 +1,16 @@
+using KnowledgeDistillation.Models;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Objectives;
+
+/// <summary>Everything a term sees in one micro-batch.</summary>
+/// <param name="Teachers">One output per teacher, in the order the teachers were given.</param>
+/// <param name="Student">The student's output.</param>
+/// <param name="Labels">The batch's labels (−100 = ignore), or null.</param>
+/// <param name="Mask">Rows/tokens to keep (the batch's mask, else the student's attention mask), or null.</param>
+/// <param name="Step">The optimizer step (0-based), for schedules.</param>
+public sealed record DistillationContext(IReadOnlyList<ModelOutput> Teachers, ModelOutput Student, Tensor? Labels, Tensor? Mask, long Step)
+{
+    /// <summary>The first teacher's output.</summary>
+    public ModelOutput Teacher => Teachers[0];
+}

@@ -1,0 +1,73 @@
+using KnowledgeDistillation.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Objectives;
+
+/// <summary>
+/// A distillation objective: named, weighted terms over teacher outputs, the student output and the batch,
+/// total = Σ weight_i(step) · term_i. Build one with <see cref="Create"/>:
+/// <code>
+/// var objective = DistillationObjective.Create()
+///     .SoftTargets(weight: 0.9, temperature: 2.0)
+///     .HardTargets(weight: 0.1)
+///     .Build();
+/// </code>
+/// It is a module: the learnable parts of its terms (hidden-state projections) are its parameters, which the
+/// trainer optimises with the student's and saves in checkpoints.
+/// </summary>
+public sealed class DistillationObjective : nn.Module
+{
+    private readonly ModuleList<nn.Module> term_modules;
+    private readonly ObjectiveTerm[] _terms;
+
+    internal DistillationObjective(IReadOnlyList<ObjectiveTerm> terms) : base(nameof(DistillationObjective))
+    {
+        if (terms.Count == 0) throw new ArgumentException("An objective needs at least one term.", nameof(terms));
+        string? duplicate = terms.GroupBy(t => t.Name).Where(g => g.Count() > 1).Select(g => g.Key).FirstOrDefault();
+        if (duplicate is not null) throw new ArgumentException($"Two terms are named \"{duplicate}\"; term names must be unique.", nameof(terms));
+        _terms = terms.ToArray();
+        term_modules = nn.ModuleList(terms.Where(t => t.Module is not null).Select(t => t.Module!).ToArray());
+        RegisterComponents();
+    }
+
+    /// <summary>Starts building an objective.</summary>
+    public static DistillationObjectiveBuilder Create() => new();
+
+    /// <summary>The terms, in the order they were added.</summary>
+    public IReadOnlyList<ObjectiveTerm> Terms => _terms;
+
+    /// <summary>What the student's forward pass must return for these terms.</summary>
+    public OutputRequest StudentRequest => Merge(_terms.Select(t => t.StudentNeeds));
+
+    /// <summary>What the teachers' forward passes must return for these terms.</summary>
+    public OutputRequest TeacherRequest => Merge(_terms.Select(t => t.TeacherNeeds));
+
+    /// <summary>Computes every term and the weighted total. Terms with weight 0 at this step are skipped.</summary>
+    public ObjectiveResult Compute(DistillationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        Tensor? total = null;
+        var values = new List<(string, Tensor, double)>(_terms.Length);
+        foreach (ObjectiveTerm term in _terms)
+        {
+            double weight = term.Weight.ValueAt(context.Step);
+            if (weight == 0) continue;
+            Tensor value = term.Compute(context);
+            if (value.numel() != 1)
+            {
+                throw new InvalidOperationException($"Term \"{term.Name}\" returned a tensor of shape [{string.Join(", ", value.shape)}]; a term must return a scalar.");
+            }
+            values.Add((term.Name, value, weight));
+            Tensor weighted = value.to(ScalarType.Float32) * weight;
+            total = total is null ? weighted : total + weighted;
+        }
+        if (total is null) throw new InvalidOperationException($"Every term of the objective has weight 0 at step {context.Step}.");
+        return new ObjectiveResult(total, values);
+    }
+
+    private static OutputRequest Merge(IEnumerable<OutputRequest> requests) =>
+        requests.Aggregate(OutputRequest.LogitsOnly, (a, b) => new OutputRequest(
+            a.HiddenStates || b.HiddenStates, a.AttentionScores || b.AttentionScores, a.AttentionProbabilities || b.AttentionProbabilities));
+}

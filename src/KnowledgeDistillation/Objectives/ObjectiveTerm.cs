@@ -1,0 +1,52 @@
+using KnowledgeDistillation.Models;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Objectives;
+
+/// <summary>
+/// One named, weighted part of a <see cref="DistillationObjective"/>. <see cref="Compute"/> returns the term's
+/// unweighted value; the objective multiplies it by <see cref="Weight"/> at the current step.
+/// </summary>
+public sealed class ObjectiveTerm
+{
+    /// <summary>Creates a term.</summary>
+    /// <param name="name">Unique name, used in step reports.</param>
+    /// <param name="weight">The weight schedule (a number converts to a constant schedule).</param>
+    /// <param name="compute">Computes the unweighted value from the context.</param>
+    /// <param name="module">A module holding the term's learnable parameters (e.g. projections), trained with the student; or null.</param>
+    /// <param name="studentNeeds">What the term needs from the student's forward pass.</param>
+    /// <param name="teacherNeeds">What the term needs from the teachers' forward passes.</param>
+    public ObjectiveTerm(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        Name = name;
+        Weight = weight ?? throw new ArgumentNullException(nameof(weight));
+        Compute = compute ?? throw new ArgumentNullException(nameof(compute));
+        Module = module;
+        StudentNeeds = studentNeeds ?? OutputRequest.LogitsOnly;
+        TeacherNeeds = teacherNeeds ?? OutputRequest.LogitsOnly;
+    }
+
+    /// <summary>The term's name.</summary>
+    public string Name { get; }
+
+    /// <summary>The weight schedule.</summary>
+    public Schedule Weight { get; }
+
+    /// <summary>Computes the unweighted value.</summary>
+    public Func<DistillationContext, Tensor> Compute { get; }
+
+    /// <summary>The term's learnable parameters, or null.</summary>
+    public nn.Module? Module { get; }
+
+    /// <summary>Student outputs the term reads.</summary>
+    public OutputRequest StudentNeeds { get; }
+
+    /// <summary>Teacher outputs the term reads.</summary>
+    public OutputRequest TeacherNeeds { get; }
+}
+
+/// <summary>One step's objective: the weighted total to minimise and each term's unweighted value and weight.</summary>
+/// <param name="Total">Σ weight × value.</param>
+/// <param name="Terms">Per term: its unweighted value (a scalar tensor) and the weight it had at this step.</param>
+public sealed record ObjectiveResult(Tensor Total, IReadOnlyList<(string Name, Tensor Value, double Weight)> Terms);

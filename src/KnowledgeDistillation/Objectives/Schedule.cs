@@ -1,0 +1,40 @@
+namespace KnowledgeDistillation.Objectives;
+
+/// <summary>
+/// A value that changes with the optimizer step: a term's weight, a temperature, JSD's β. Steps count from 0.
+/// </summary>
+public abstract record Schedule
+{
+    /// <summary>The value at <paramref name="step"/>.</summary>
+    public abstract double ValueAt(long step);
+
+    /// <summary>Always <paramref name="value"/>.</summary>
+    public static Schedule Constant(double value) => new ConstantSchedule(value);
+
+    /// <summary>From <paramref name="start"/> at step 0 to <paramref name="end"/> at step <paramref name="steps"/>, in a straight line; <paramref name="end"/> afterwards.</summary>
+    public static Schedule Linear(double start, double end, long steps) => new InterpolatedSchedule(start, end, RequireSteps(steps), IsCosine: false);
+
+    /// <summary>From <paramref name="start"/> to <paramref name="end"/> over <paramref name="steps"/> along half a cosine (slow, fast, slow); <paramref name="end"/> afterwards.</summary>
+    public static Schedule Cosine(double start, double end, long steps) => new InterpolatedSchedule(start, end, RequireSteps(steps), IsCosine: true);
+
+    /// <summary>A constant schedule.</summary>
+    public static implicit operator Schedule(double value) => Constant(value);
+
+    private static long RequireSteps(long steps) =>
+        steps > 0 ? steps : throw new ArgumentOutOfRangeException(nameof(steps), steps, $"A schedule needs a positive number of steps; got {steps}.");
+
+    private sealed record ConstantSchedule(double Value) : Schedule
+    {
+        public override double ValueAt(long step) => Value;
+    }
+
+    private sealed record InterpolatedSchedule(double Start, double End, long Steps, bool IsCosine) : Schedule
+    {
+        public override double ValueAt(long step)
+        {
+            double progress = Math.Clamp(step / (double)Steps, 0, 1);
+            double shape = IsCosine ? (1 - Math.Cos(Math.PI * progress)) / 2 : progress;
+            return Start + (End - Start) * shape;
+        }
+    }
+}

@@ -1,0 +1,31 @@
+using KnowledgeDistillation.Models;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Training;
+
+/// <summary>Moves the parts of a batch the trainer knows about to its device.</summary>
+internal static class BatchPlacement
+{
+    public static DistillationBatch<TInput> To<TInput>(DistillationBatch<TInput> batch, Device device)
+    {
+        object? inputs = batch.Inputs switch
+        {
+            Tensor t => t.to(device),
+            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device)),
+            var other => other,
+        };
+        return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device));
+    }
+
+    /// <summary>The rows a batch's logit terms average over: labels ≠ −100 (and the mask, when shaped like the labels), else the mask.</summary>
+    public static Tensor? KeptRows<TInput>(DistillationBatch<TInput> batch)
+    {
+        Tensor? keep = batch.Labels?.ne(-100);
+        if (batch.Mask is { } mask && (keep is null || mask.shape.SequenceEqual(keep.shape)))
+        {
+            Tensor m = mask.dtype == ScalarType.Bool ? mask : mask.ne(0);
+            keep = keep is null ? m : keep.logical_and(m);
+        }
+        return keep;
+    }
+}

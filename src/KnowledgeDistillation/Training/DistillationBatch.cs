@@ -1,0 +1,11 @@
+using KnowledgeDistillation.Models;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Training;
+
+/// <summary>One micro-batch for the trainer.</summary>
+/// <typeparam name="TInput">What the models consume: a <see cref="Tensor"/>, a <see cref="TokenBatch"/>, or your own type.</typeparam>
+/// <param name="Inputs">The models' input. Tensors and <see cref="TokenBatch"/>es are moved to the trainer's device; other types must be on it already.</param>
+/// <param name="Labels">Class or token labels, <c>[N]</c> or <c>[B, S]</c>; −100 marks positions to ignore.</param>
+/// <param name="Mask">Optional rows/tokens to keep, shaped like the labels (e.g. an attention mask).</param>
+public sealed record DistillationBatch<TInput>(TInput Inputs, Tensor? Labels = null, Tensor? Mask = null);

@@ -1,0 +1,45 @@
+using KnowledgeDistillation.Models;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace KnowledgeDistillation.Training;
+
+/// <summary>Cross-entropy and accuracy (for <c>[N, C]</c> logits) or perplexity (for <c>[B, S, V]</c>) of one model over evaluation data.</summary>
+internal static class Evaluator
+{
+    public sealed record Quality(string MetricName, double Metric, double Loss);
+
+    public static Quality Measure<TInput>(IDistillationModel<TInput> model, IEnumerable<DistillationBatch<TInput>> data, Device device)
+    {
+        bool wasTraining = model.Module.training;
+        model.Module.eval();
+        try
+        {
+            using var noGrad = no_grad();
+            double lossSum = 0, correct = 0, rows = 0;
+            int rank = 0;
+            foreach (DistillationBatch<TInput> raw in data)
+            {
+                using var scope = NewDisposeScope();
+                DistillationBatch<TInput> batch = BatchPlacement.To(raw, device);
+                Tensor labels = batch.Labels ?? throw new InvalidOperationException("Evaluation batches need labels.");
+                Tensor logits = model.Forward(batch.Inputs, OutputRequest.LogitsOnly).Logits.to(ScalarType.Float32);
+                rank = (int)logits.dim();
+                Tensor keep = BatchPlacement.KeptRows(batch)!;
+                Tensor flatLogits = logits.reshape(-1, logits.shape[^1]), flatLabels = labels.reshape(-1), flatKeep = keep.reshape(-1);
+                Tensor safeLabels = flatLabels.masked_fill(flatKeep.logical_not(), 0);
+                Tensor nll = F.cross_entropy(flatLogits, safeLabels, reduction: nn.Reduction.None);
+                lossSum += nll.masked_fill(flatKeep.logical_not(), 0).sum().item<float>();
+                correct += flatLogits.argmax(-1).eq(flatLabels).logical_and(flatKeep).sum().item<long>();
+                rows += flatKeep.sum().item<long>();
+            }
+            if (rows == 0) throw new InvalidOperationException("The evaluation data has no labelled rows.");
+            double loss = lossSum / rows;
+            return rank == 3 ? new Quality("perplexity", Math.Exp(loss), loss) : new Quality("accuracy", correct / rows, loss);
+        }
+        finally
+        {
+            model.Module.train(wasTraining);
+        }
+    }
+}
