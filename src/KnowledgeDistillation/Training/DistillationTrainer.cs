@@ -203,9 +203,9 @@ public sealed class DistillationTrainer<TInput>
     {
         double learningRate = LearningRateSchedule.At(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.Decay);
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = learningRate;
-        _optimizer.zero_grad();
 
         using var stepScope = NewDisposeScope();
+        _optimizer.zero_grad(); // inside the scope: zero_grad creates a tensor handle per parameter
         DistillationBatch<TInput>[] batches = microBatches.Select(b => BatchPlacement.To(b, Device)).ToArray();
         // Token-normalised accumulation: micro-batch i's mean loss is weighted by (its kept rows) / (all kept rows of the step),
         // so the step's gradient is that of one mean over every real token, however the tokens fall into micro-batches.

@@ -1,0 +1,91 @@
+using KnowledgeDistillation.Losses;
+using KnowledgeDistillation.Models;
+using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Tests.Training;
+
+public class ObjectiveTests
+{
+    [Fact]
+    public void Schedules_follow_their_formulas()
+    {
+        Schedule.Constant(0.3).ValueAt(1000).Should().Be(0.3);
+        Schedule.Linear(4, 1, 10).ValueAt(0).Should().Be(4);
+        Schedule.Linear(4, 1, 10).ValueAt(5).Should().BeApproximately(2.5, 1e-12);
+        Schedule.Linear(4, 1, 10).ValueAt(25).Should().Be(1);
+        Schedule.Cosine(0, 1, 10).ValueAt(5).Should().BeApproximately(0.5, 1e-12);
+        Schedule.Cosine(0, 1, 10).ValueAt(2).Should().BeApproximately((1 - Math.Cos(Math.PI * 0.2)) / 2, 1e-12);
+        ((Action)(() => Schedule.Linear(0, 1, 0))).Should().Throw<ArgumentOutOfRangeException>();
+        LearningRateSchedule.At(0, 100, 1.0, 10, LearningRateDecay.Linear).Should().BeApproximately(0.1, 1e-12);
+        LearningRateSchedule.At(55, 100, 1.0, 10, LearningRateDecay.Linear).Should().BeApproximately(0.5, 1e-12);
+        LearningRateSchedule.At(55, 100, 1.0, 10, LearningRateDecay.Cosine).Should().BeApproximately(0.5, 1e-12);
+    }
+
+    [Fact]
+    public void The_total_is_the_scheduled_weighted_sum_and_the_temperature_follows_its_schedule()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(1);
+        Tensor s = randn(6, 7), t = randn(6, 7);
+        long[] labels = [0, 1, 2, 3, 4, 5];
+        DistillationObjective objective = DistillationObjective.Create()
+            .SoftTargets(Schedule.Linear(1.0, 0.0, 10), temperature: Schedule.Linear(5, 1, 4))
+            .HardTargets(Schedule.Linear(0.0, 1.0, 10))
+            .Build();
+        var context = new DistillationContext([new ModelOutput(t)], new ModelOutput(s), tensor(labels), null, Step: 2);
+
+        ObjectiveResult result = objective.Compute(context);
+
+        double soft = new SoftTargetKLLoss(3.0).forward(s, t).item<float>(), hard = new HardTargetCrossEntropyLoss().forward(s, tensor(labels)).item<float>();
+        result.Terms.Select(x => x.Name).Should().Equal("soft", "hard");
+        result.Terms[0].Value.item<float>().Should().BeApproximately((float)soft, 1e-6f, "T = 5 + (1 − 5)·2/4 = 3 at step 2");
+        result.Total.item<float>().Should().BeApproximately((float)(0.8 * soft + 0.2 * hard), 1e-5f);
+    }
+
+    [Fact]
+    public void Several_teachers_are_distilled_through_their_weighted_average_distribution()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(2);
+        Tensor s = randn(4, 5), t1 = randn(4, 5), t2 = randn(4, 5) * 3;
+        const double T = 2.0;
+        DistillationObjective objective = DistillationObjective.Create().TeacherWeights(3, 1).SoftTargets(1.0, temperature: T).Build();
+
+        double actual = objective.Compute(new DistillationContext([new ModelOutput(t1), new ModelOutput(t2)], new ModelOutput(s), null, null, 0)).Total.item<float>();
+
+        // Reference in doubles: p = 0.75 softmax(t1/T) + 0.25 softmax(t2/T); loss = T² · mean_rows KL(p ‖ softmax(s/T)).
+        double[] sv = s.data<float>().Select(v => (double)v).ToArray(), a = t1.data<float>().Select(v => (double)v).ToArray(), b = t2.data<float>().Select(v => (double)v).ToArray();
+        double total = 0;
+        for (int r = 0; r < 4; r++)
+        {
+            double[] ps = Softmax(sv, r, T), pa = Softmax(a, r, T), pb = Softmax(b, r, T);
+            for (int c = 0; c < 5; c++)
+            {
+                double p = 0.75 * pa[c] + 0.25 * pb[c];
+                total += p * Math.Log(p / ps[c]);
+            }
+        }
+        actual.Should().BeApproximately(T * T * total / 4, 1e-5);
+    }
+
+    private static double[] Softmax(double[] z, int row, double temperature)
+    {
+        double[] e = Enumerable.Range(0, 5).Select(c => Math.Exp(z[row * 5 + c] / temperature)).ToArray();
+        return e.Select(v => v / e.Sum()).ToArray();
+    }
+
+    [Fact]
+    public void Projections_of_hidden_terms_are_parameters_of_the_objective()
+    {
+        var map = KnowledgeDistillation.Students.LayerMap.Create(4, 2, KnowledgeDistillation.Students.LayerSelection.UniformSpread, teacherWidth: 12, studentWidth: 6, teacherHeads: 4, studentHeads: 2);
+
+        DistillationObjective objective = DistillationObjective.Create().HiddenStateMse(1.0, map).HiddenStateCosine(1.0, map).Build();
+
+        objective.parameters().Sum(p => p.numel()).Should().Be(2 * 2 * (6 * 12 + 12), "two terms × two pairs × one Linear(6, 12) each");
+        objective.StudentRequest.HiddenStates.Should().BeTrue();
+        ((Action)(() => DistillationObjective.Create().SoftTargets(1).SoftTargets(1).Build())).Should().Throw<ArgumentException>().WithMessage("Two terms are named \"soft\"*");
+    }
+}
