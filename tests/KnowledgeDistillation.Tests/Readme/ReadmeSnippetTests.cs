@@ -1,4 +1,5 @@
 using KnowledgeDistillation.Losses;
+using KnowledgeDistillation.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -6,21 +7,21 @@ namespace KnowledgeDistillation.Tests.Readme;
 
 public class ReadmeSnippetTests
 {
-    private static string[] SnippetFromSource()
+    private static string[] SnippetFromSource(string file = "OwnLoopSnippet.cs")
     {
-        string[] lines = File.ReadAllLines(Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Readme", "OwnLoopSnippet.cs"));
+        string[] lines = File.ReadAllLines(Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Readme", file));
         int begin = Array.FindIndex(lines, l => l.Trim() == "// snippet-begin"), end = Array.FindIndex(lines, l => l.Trim() == "// snippet-end");
         string[] body = lines[(begin + 1)..end];
         int indent = body.Where(l => l.Trim().Length > 0).Min(l => l.Length - l.TrimStart().Length);
         return body.Select(l => l.Length >= indent ? l[indent..] : l.Trim()).ToArray();
     }
 
-    private static string[] SnippetFromReadme()
+    private static string[] SnippetFromReadme(string document = "README.md", string marker = "<!-- snippet: own-loop (tests/KnowledgeDistillation.Tests/Readme/OwnLoopSnippet.cs) -->")
     {
-        string[] lines = File.ReadAllLines(Path.Combine(BuildFacts.RepositoryRoot, "README.md"));
-        int marker = Array.FindIndex(lines, l => l.Trim() == "<!-- snippet: own-loop (tests/KnowledgeDistillation.Tests/Readme/OwnLoopSnippet.cs) -->");
-        marker.Should().BeGreaterThanOrEqualTo(0, "the README marks the snippet it shares with the tests");
-        int open = Array.FindIndex(lines, marker, l => l.StartsWith("```", StringComparison.Ordinal));
+        string[] lines = File.ReadAllLines(Path.Combine(BuildFacts.RepositoryRoot, document));
+        int markerLine = Array.FindIndex(lines, l => l.Trim() == marker);
+        markerLine.Should().BeGreaterThanOrEqualTo(0, "{0} marks the snippet it shares with the tests", document);
+        int open = Array.FindIndex(lines, markerLine, l => l.StartsWith("```", StringComparison.Ordinal));
         int close = Array.FindIndex(lines, open + 1, l => l.StartsWith("```", StringComparison.Ordinal));
         return lines[(open + 1)..close].SkipWhile(l => l.StartsWith("using ", StringComparison.Ordinal) || l.Length == 0).ToArray();
     }
@@ -29,6 +30,27 @@ public class ReadmeSnippetTests
     public void The_README_shows_exactly_the_code_that_is_compiled_here()
     {
         SnippetFromReadme().Should().Equal(SnippetFromSource());
+    }
+
+    [Fact]
+    public void The_trainer_guide_shows_exactly_the_example_that_is_compiled_here()
+    {
+        SnippetFromReadme("docs/trainer.md", "<!-- snippet: trainer-example (tests/KnowledgeDistillation.Tests/Readme/TrainerExample.cs) -->")
+            .Should().Equal(SnippetFromSource("TrainerExample.cs"));
+    }
+
+    [Fact]
+    public void The_trainer_example_runs_and_evaluates()
+    {
+        var teacher = Training.TrainingFixtures.Teacher();
+        using var folder = new TemporaryFolder();
+
+        TrainingResult result = TrainerExample.Run(teacher, Training.TrainingFixtures.Student(), Training.TrainingFixtures.Data(teacher, 120, 32, 41),
+            Training.TrainingFixtures.Data(teacher, 4, 64, 42), folder.Path, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+
+        result.Steps.Should().BeGreaterThan(0);
+        result.LastEvaluation!.StudentMetric.Should().BeGreaterThan(0.5, "a student of the teacher's own labels learns them");
+        Directory.GetDirectories(folder.Path, "checkpoint-*").Should().NotBeEmpty();
     }
 
     [Fact]

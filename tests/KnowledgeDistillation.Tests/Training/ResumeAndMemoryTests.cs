@@ -59,6 +59,25 @@ public class ResumeAndMemoryTests
     }
 
     [Fact]
+    public void Resuming_latest_ignores_a_half_written_checkpoint_left_by_a_crash()
+    {
+        var teacher = Teacher();
+        List<DistillationBatch<Tensor>> batches = Data(teacher, 8, 16, 13);
+        using var folder = new TemporaryFolder();
+        var student = Student(seed: 3);
+        Trainer(teacher, student, folder.Path, null).Train(ShuffledEachEpoch(batches));
+        // What a crash in the middle of writing checkpoint 20 would leave: only the temporary folder, partly written.
+        Directory.CreateDirectory(Path.Combine(folder.Path, ".checkpoint-20.tmp-crashed"));
+        File.WriteAllText(Path.Combine(folder.Path, ".checkpoint-20.tmp-crashed", "student.dat"), "partial");
+        var resumed = Student(seed: 4);
+
+        TrainingResult result = Trainer(teacher, resumed, folder.Path, "latest").Train(ShuffledEachEpoch(batches));
+
+        result.Steps.Should().Be(Steps, "the newest complete checkpoint (step 14) was used and the run was already complete");
+        SameWeights(Snapshot(resumed), Snapshot(student)).Should().BeTrue();
+    }
+
+    [Fact]
     public void No_tensor_leaks_between_step_10_and_step_200()
     {
         var teacher = Teacher();
