@@ -1,38 +1,70 @@
-// Placeholder for the TinyGpt sample (a byte-level GPT teacher distilled into a half-depth student).
-// Until that lands, it checks that TorchSharp's native backend works here and prints the first fact of the
-// distillation story: dividing a teacher's logits by a temperature T > 1 flattens its distribution.
+// TinyGpt: distil a byte-level GPT teacher into a student with half its layers (the DistilGPT2 recipe) and compare
+// it with the same student trained alone. See the README section "samples/TinyGpt" for the expected output.
+using System.CommandLine;
 using System.Globalization;
 using KnowledgeDistillation.Runtime;
-using TorchSharp;
+using Spectre.Console;
+using TinyGpt;
 
-try
+var corpusOption = new Option<string?>("--corpus") { Description = "A text file to train on (default: the .NET SDK's API documentation summaries)." };
+var outputOption = new Option<string>("--output") { Description = "Folder for plots and the cached teacher.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "tinygpt") };
+var quickOption = new Option<bool>("--quick") { Description = "A short run (about 90 seconds) that checks everything works; its teacher is undertrained." };
+var temperatureOption = new Option<double>("--temperature") { Description = "Distillation temperature T.", DefaultValueFactory = _ => 2.0 };
+var seedOption = new Option<int>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
+var root = new RootCommand("Distil a byte-level GPT teacher into a half-depth student and compare it with the student trained alone.")
 {
-    TorchRuntimeInfo info = TorchRuntimeInfo.Probe();
-    Console.WriteLine($"TorchSharp {info.TorchSharpVersion}; device: {info.DefaultDevice}; CUDA available: {info.CudaAvailable}" +
-                      $" ({info.CudaDeviceCount} device(s)); intra-op threads: {info.IntraOpThreads}");
-
-    // Next-token logits a teacher might produce after "The cat sat on the".
-    string[] tokens = ["mat", "sofa", "floor", "roof", "moon"];
-    float[] logits = [6.0f, 3.5f, 3.0f, 1.0f, -2.0f];
-
-    Console.WriteLine();
-    Console.WriteLine("Teacher probabilities softened by temperature T, p = softmax(z / T):");
-    Console.WriteLine("T    " + string.Concat(tokens.Select(t => t.PadLeft(8))));
-    using var scope = torch.NewDisposeScope();
-    torch.Tensor z = torch.tensor(logits, device: DeviceSelection.Resolve(DeviceSelection.Auto));
-    foreach (double temperature in new[] { 1.0, 2.0, 3.0, 6.0 })
+    corpusOption, outputOption, quickOption, temperatureOption, seedOption,
+};
+root.SetAction(parse =>
+{
+    bool quick = parse.GetValue(quickOption);
+    var settings = new Settings(parse.GetValue(corpusOption), parse.GetValue(outputOption)!, TeacherSteps: quick ? 200 : 1200, StudentSteps: quick ? 150 : 800,
+        ValidationBatches: quick ? 10 : 40, parse.GetValue(temperatureOption), parse.GetValue(seedOption));
+    try
     {
-        float[] p = z.div(temperature).softmax(0).cpu().data<float>().ToArray();
-        Console.WriteLine(temperature.ToString("0", CultureInfo.InvariantCulture).PadRight(5) +
-                          string.Concat(p.Select(v => v.ToString("0.000", CultureInfo.InvariantCulture).PadLeft(8))));
+        return Run(settings);
     }
+    catch (Exception e)
+    {
+        AnsiConsole.MarkupLine($"[red]TinyGpt failed:[/] {Markup.Escape(e.Message)}");
+        return 1;
+    }
+});
+return root.Parse(args).Invoke();
 
-    Console.WriteLine();
-    Console.WriteLine("The full TinyGpt distillation sample is not built yet; this run only checks the setup.");
-    return 0;
-}
-catch (Exception e)
+static int Run(Settings settings)
 {
-    Console.Error.WriteLine("TinyGpt failed: " + e.Message);
-    return 1;
+    if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132; // tables stay readable in logs
+    TorchRuntimeInfo info = TorchRuntimeInfo.Probe();
+    AnsiConsole.MarkupLine($"TorchSharp {info.TorchSharpVersion} on {info.DefaultDevice}, {info.IntraOpThreads} threads");
+    Corpus corpus = Corpus.Load(settings.CorpusPath);
+    AnsiConsole.MarkupLine($"Corpus: {Markup.Escape(corpus.Source)}: {corpus.Train.Length:N0} training and {corpus.Validation.Length:N0} validation bytes");
+
+    var (results, curves, teacher) = new Experiment(settings).Run(corpus);
+
+    var table = new Table().AddColumns("model", "parameters", "size (MB, fp32)", "val perplexity", "tokens/s", "train time (s)");
+    foreach (ModelResult r in results)
+    {
+        table.AddRow(r.Name, r.Parameters.ToString("N0", CultureInfo.InvariantCulture), r.Megabytes.ToString("0.00", CultureInfo.InvariantCulture),
+            r.Perplexity.ToString("0.000", CultureInfo.InvariantCulture), r.TokensPerSecond.ToString("N0", CultureInfo.InvariantCulture),
+            double.IsNaN(r.TrainSeconds) ? "cached" : r.TrainSeconds.ToString("0", CultureInfo.InvariantCulture));
+    }
+    AnsiConsole.Write(table);
+    ModelResult t = results[0], scratch = results[1], distilled = results[2];
+    double retention = t.Perplexity / distilled.Perplexity, gapClosed = (scratch.Perplexity - distilled.Perplexity) / (scratch.Perplexity - t.Perplexity);
+    AnsiConsole.MarkupLine($"Retention (teacher perplexity / distilled perplexity): {retention:P1}; the distilled student closes {gapClosed:P0} of the gap between the scratch student and the teacher.");
+
+    string curvesPath = Plots.LossCurves(curves, settings.Output);
+    string temperaturesPath = Plots.Temperatures(teacher, "Gets or sets the value of the ", settings.Output, out var rows);
+    var probabilities = new Table().AddColumns("next byte", "T = 1", "T = 2", "T = 3", "T = 6");
+    foreach (var (token, p) in rows) probabilities.AddRow(new[] { Markup.Escape(token) }.Concat(p.Select(v => v.ToString("0.000", CultureInfo.InvariantCulture))).ToArray());
+    AnsiConsole.Write(probabilities);
+    AnsiConsole.MarkupLine($"Plots: {Markup.Escape(curvesPath)}, {Markup.Escape(temperaturesPath)}");
+
+    if (distilled.Perplexity >= scratch.Perplexity)
+    {
+        AnsiConsole.MarkupLine("[red]The distilled student did not beat the student trained alone.[/]");
+        return 2;
+    }
+    return 0;
 }

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace KnowledgeDistillation.Objectives;
 
 /// <summary>Everything a term sees in one micro-batch.</summary>
-/// <param name="Teachers">One output per teacher, in the order the teachers were given.</param>
+/// <param name="Teachers">One output per teacher, in the order the teachers were given (empty when no term uses a teacher).</param>
 /// <param name="Student">The student's output.</param>
 /// <param name="Labels">The batch's labels (−100 = ignore), or null.</param>
 /// <param name="Mask">Rows/tokens to keep (the batch's mask, else the student's attention mask), or null.</param>

@@ -41,6 +41,9 @@ public sealed class DistillationObjective : nn.Module
     /// <summary>What the student's forward pass must return for these terms.</summary>
     public OutputRequest StudentRequest => Merge(_terms.Select(t => t.StudentNeeds));
 
+    /// <summary>Whether any term reads a teacher's output; when none does, the trainer does not run the teachers.</summary>
+    public bool UsesTeachers => _terms.Any(t => t.UsesTeachers);
+
     /// <summary>What the teachers' forward passes must return for these terms.</summary>
     public OutputRequest TeacherRequest => Merge(_terms.Select(t => t.TeacherNeeds));
 

@@ -51,7 +51,7 @@ public sealed class DistillationObjectiveBuilder
         {
             Tensor labels = c.Labels ?? throw new InvalidOperationException($"Term \"{name}\" needs labels, but the batch has none.");
             return loss.forward(c.Student.Logits, labels, RowMaskFor(c.Student.Logits, c.Mask));
-        }, loss));
+        }, loss, usesTeachers: false));
     }
 
     /// <summary>Cosine loss between matched hidden states (DistilBERT's term); projections when widths differ.</summary>
@@ -80,8 +80,8 @@ public sealed class DistillationObjectiveBuilder
     }
 
     /// <summary>A user-defined term. Pass the module holding its learnable parameters, if any, so they are trained and saved.</summary>
-    public DistillationObjectiveBuilder Term(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null) =>
-        Term(new ObjectiveTerm(name, weight, compute, module, studentNeeds, teacherNeeds));
+    public DistillationObjectiveBuilder Term(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null, bool usesTeachers = true) =>
+        Term(new ObjectiveTerm(name, weight, compute, module, studentNeeds, teacherNeeds, usesTeachers));
 
     /// <summary>Adds a prepared term.</summary>
     public DistillationObjectiveBuilder Term(ObjectiveTerm term)

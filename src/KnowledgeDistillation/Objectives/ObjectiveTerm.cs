@@ -16,8 +16,10 @@ public sealed class ObjectiveTerm
     /// <param name="module">A module holding the term's learnable parameters (e.g. projections), trained with the student; or null.</param>
     /// <param name="studentNeeds">What the term needs from the student's forward pass.</param>
     /// <param name="teacherNeeds">What the term needs from the teachers' forward passes.</param>
-    public ObjectiveTerm(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null)
+    /// <param name="usesTeachers">False for terms that never read a teacher's output (the hard-label term): when no term does, the trainer skips the teachers' forward passes.</param>
+    public ObjectiveTerm(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null, bool usesTeachers = true)
     {
+        UsesTeachers = usesTeachers;
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         Name = name;
         Weight = weight ?? throw new ArgumentNullException(nameof(weight));
@@ -44,6 +46,9 @@ public sealed class ObjectiveTerm
 
     /// <summary>Teacher outputs the term reads.</summary>
     public OutputRequest TeacherNeeds { get; }
+
+    /// <summary>Whether the term reads any teacher output.</summary>
+    public bool UsesTeachers { get; }
 }
 
 /// <summary>One step's objective: the weighted total to minimise and each term's unweighted value and weight.</summary>

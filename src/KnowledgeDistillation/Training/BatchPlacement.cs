@@ -17,6 +17,25 @@ internal static class BatchPlacement
         return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device));
     }
 
+    /// <summary>Disposes the tensors of a batch marked <see cref="DistillationBatch{TInput}.DisposeAfterUse"/>.</summary>
+    public static void Release<TInput>(DistillationBatch<TInput> batch)
+    {
+        if (!batch.DisposeAfterUse) return;
+        switch (batch.Inputs)
+        {
+            case Tensor t:
+                t.Dispose();
+                break;
+            case TokenBatch b:
+                b.InputIds.Dispose();
+                b.AttentionMask?.Dispose();
+                b.TokenTypeIds?.Dispose();
+                break;
+        }
+        batch.Labels?.Dispose();
+        batch.Mask?.Dispose();
+    }
+
     /// <summary>The rows a batch's logit terms average over: labels ≠ −100 (and the mask, when shaped like the labels), else the mask.</summary>
     public static Tensor? KeptRows<TInput>(DistillationBatch<TInput> batch)
     {

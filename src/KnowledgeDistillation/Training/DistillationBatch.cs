@@ -8,4 +8,11 @@ namespace KnowledgeDistillation.Training;
 /// <param name="Inputs">The models' input. Tensors and <see cref="TokenBatch"/>es are moved to the trainer's device; other types must be on it already.</param>
 /// <param name="Labels">Class or token labels, <c>[N]</c> or <c>[B, S]</c>; −100 marks positions to ignore.</param>
 /// <param name="Mask">Optional rows/tokens to keep, shaped like the labels (e.g. an attention mask).</param>
-public sealed record DistillationBatch<TInput>(TInput Inputs, Tensor? Labels = null, Tensor? Mask = null);
+public sealed record DistillationBatch<TInput>(TInput Inputs, Tensor? Labels = null, Tensor? Mask = null)
+{
+    /// <summary>
+    /// True for batches generated on the fly: the trainer disposes their tensors once their step is done, so an
+    /// endless generator does not pile up native memory. Leave false for batches reused across epochs.
+    /// </summary>
+    public bool DisposeAfterUse { get; init; }
+}

@@ -117,6 +117,7 @@ public sealed class DistillationTrainer<TInput>
                     if (consumed < resumeSkip)
                     {
                         consumed++;
+                        BatchPlacement.Release(batches.Current);
                         continue;
                     }
                     if (resuming)
@@ -131,6 +132,7 @@ public sealed class DistillationTrainer<TInput>
 
                 lastStep = RunStep(pending, step, epoch, totalSteps);
                 consumed += pending.Count;
+                pending.ForEach(BatchPlacement.Release);
                 pending.Clear();
                 step++;
                 if (lastStep.Skipped) skippedSteps++;
@@ -223,8 +225,9 @@ public sealed class DistillationTrainer<TInput>
             using var scope = NewDisposeScope();
             DistillationBatch<TInput> batch = batches[i];
             var teacherOutputs = new List<ModelOutput>(_teachers.Count);
-            using (no_grad())
+            if (_objective.UsesTeachers)
             {
+                using var noGrad = no_grad();
                 foreach (IDistillationModel<TInput> teacher in _teachers) teacherOutputs.Add(teacher.Forward(batch.Inputs, _objective.TeacherRequest));
             }
             ModelOutput studentOutput = _student.Forward(batch.Inputs, _objective.StudentRequest);

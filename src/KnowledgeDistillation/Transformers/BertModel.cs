@@ -29,7 +29,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IDistillationModel<To
     private readonly Linear? pooler;
     private readonly Linear classifier;
 
-    /// <summary>Creates a randomly initialised model.</summary>
+    /// <summary>Creates a model initialised as GPT-2 and BERT are: weights N(0, 0.02²), biases 0, norms 1.</summary>
     /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
     public BertModel(BertConfig config) : base(nameof(BertModel))
     {
@@ -46,6 +46,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IDistillationModel<To
         if (config.UsePooler) pooler = nn.Linear(config.Width, config.Width);
         classifier = nn.Linear(config.Width, config.NumLabels);
         RegisterComponents();
+        TransformerInitialization.Apply(this);
     }
 
     /// <summary>The configuration the model was built with.</summary>

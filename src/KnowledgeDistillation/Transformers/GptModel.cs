@@ -26,7 +26,7 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IDistillationModel<Tok
     private readonly LayerNorm final_norm;
     private readonly Linear? lm_head;
 
-    /// <summary>Creates a randomly initialised model.</summary>
+    /// <summary>Creates a model initialised as GPT-2 and BERT are: weights N(0, 0.02²), biases 0, norms 1.</summary>
     /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
     public GptModel(GptConfig config) : base(nameof(GptModel))
     {
@@ -40,6 +40,7 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IDistillationModel<Tok
         final_norm = nn.LayerNorm(config.Width, config.LayerNormEpsilon);
         if (!config.TieEmbeddings) lm_head = nn.Linear(config.Width, config.VocabSize, hasBias: false);
         RegisterComponents();
+        TransformerInitialization.Apply(this);
     }
 
     /// <summary>The configuration the model was built with.</summary>
