@@ -34,7 +34,8 @@ public sealed class DistillationTrainer<TInput>
     }
 
     /// <summary>Creates a trainer with several teachers (see <see cref="DistillationObjectiveBuilder.TeacherWeights"/>).</summary>
-    /// <param name="teachers">The teachers; put in eval mode, frozen, moved to the device and optionally cast.</param>
+    /// <param name="teachers">The teachers; put in eval mode, frozen, moved to the device and optionally cast. May be empty when no term
+    /// reads a teacher — training a teacher, or the "student alone" control — in which case evaluation reports no teacher metric.</param>
     /// <param name="student">The student.</param>
     /// <param name="objective">What to minimise; its learnable parts are trained with the student.</param>
     /// <param name="options">Validated settings.</param>
@@ -45,9 +46,12 @@ public sealed class DistillationTrainer<TInput>
         DistillationTrainerOptions options, ILogger? logger = null, Func<IEnumerable<Parameter>, OptimizerHelper>? optimizer = null)
     {
         ArgumentNullException.ThrowIfNull(teachers);
-        if (teachers.Count == 0) throw new ArgumentException("Give at least one teacher.", nameof(teachers));
         _student = student ?? throw new ArgumentNullException(nameof(student));
         _objective = objective ?? throw new ArgumentNullException(nameof(objective));
+        if (teachers.Count == 0 && objective.UsesTeachers)
+        {
+            throw new ArgumentException("Give at least one teacher: terms of the objective read teacher outputs. (Without teachers, only label-only objectives can run.)", nameof(teachers));
+        }
         _options = options ?? throw new ArgumentNullException(nameof(options));
         DistillationTrainerOptionsValidator.ThrowIfInvalid(options);
         _teachers = teachers.ToArray();
@@ -191,8 +195,8 @@ public sealed class DistillationTrainer<TInput>
 
     private EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data, long step, IReadOnlyList<IDistillationCallback> callbacks, TrainerControl control)
     {
-        _teacherQuality ??= Evaluator.Measure(_teachers[0], data, Device);
         Evaluator.Quality student = Evaluator.Measure(_student, data, Device);
+        _teacherQuality ??= _teachers.Count > 0 ? Evaluator.Measure(_teachers[0], data, Device) : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
         double retention = student.MetricName == "accuracy" ? student.Metric / _teacherQuality.Metric : _teacherQuality.Metric / student.Metric;
         var report = new EvaluationReport(step, student.MetricName, student.Metric, _teacherQuality.Metric, student.Loss, _teacherQuality.Loss, retention);
         _logger.LogInformation("evaluation at step {Step}: student {Metric} {Student:0.####} (loss {Loss:0.####}), teacher {Teacher:0.####}, retention {Retention:P1}",

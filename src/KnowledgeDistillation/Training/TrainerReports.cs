@@ -15,7 +15,7 @@ public sealed record StepReport(long Step, int Epoch, double Loss, IReadOnlyDict
 /// <param name="Step">Steps completed when evaluated.</param>
 /// <param name="MetricName">"accuracy" for <c>[N, C]</c> logits, "perplexity" for <c>[B, S, V]</c>.</param>
 /// <param name="StudentMetric">The student's accuracy or perplexity.</param>
-/// <param name="TeacherMetric">The teacher's (the first teacher's), computed once per run.</param>
+/// <param name="TeacherMetric">The teacher's (the first teacher's), computed once per trainer; NaN for a trainer without teachers.</param>
 /// <param name="StudentLoss">The student's mean cross-entropy over kept rows.</param>
 /// <param name="TeacherLoss">The teacher's.</param>
 /// <param name="Retention">Student quality / teacher quality: accuracy ratio, or teacher perplexity / student perplexity.</param>

@@ -104,6 +104,23 @@ public class DistillationTrainerTests
     }
 
     [Fact]
+    public void Without_teachers_a_label_only_objective_trains_and_one_that_needs_a_teacher_is_refused()
+    {
+        var labeller = Teacher();
+        List<DistillationBatch<Tensor>> data = Data(labeller, 8, 32, 21);
+        var student = Student();
+
+        var trainer = new DistillationTrainer<Tensor>([], DistillationModel.FromLogits(student), DistillationObjective.Create().HardTargets(1.0).Build(), Options(40));
+        TrainingResult result = trainer.Train(data, data);
+
+        result.Steps.Should().Be(40);
+        result.LastEvaluation!.StudentMetric.Should().BeGreaterThan(0.5);
+        double.IsNaN(result.LastEvaluation.TeacherMetric).Should().BeTrue("there is no teacher to measure");
+        ((Action)(() => new DistillationTrainer<Tensor>([], DistillationModel.FromLogits(Student()), DistillationObjective.Create().SoftTargets(1.0).Build(), Options(1))))
+            .Should().Throw<ArgumentException>().WithMessage("Give at least one teacher: terms of the objective read teacher outputs.*");
+    }
+
+    [Fact]
     public void Options_validation_names_every_bad_field()
     {
         var options = new DistillationTrainerOptions { LearningRate = -1, GradientAccumulationSteps = 0, Device = "gpu", KeepCheckpoints = 0 };
