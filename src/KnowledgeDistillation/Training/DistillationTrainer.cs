@@ -215,15 +215,14 @@ public sealed class DistillationTrainer<TInput>
         DistillationBatch<TInput>[] batches = microBatches.Select(b => BatchPlacement.To(b, Device)).ToArray();
         // Token-normalised accumulation: micro-batch i's mean loss is weighted by (its kept rows) / (all kept rows of the step),
         // so the step's gradient is that of one mean over every real token, however the tokens fall into micro-batches.
-        long?[] rows = batches.Select(b => BatchPlacement.KeptRows(b)?.sum().item<long>()).ToArray();
+        long?[] rows = CountRows(batches);
         long? totalRows = rows.All(r => r.HasValue) ? rows.Sum() : null;
         double[] shares = batches.Select((_, i) => totalRows is > 0 ? (double)rows[i]!.Value / totalRows.Value : 1.0 / batches.Length).ToArray();
 
-        double loss = 0;
-        var terms = new Dictionary<string, double>();
-        string? failedTerm = null;
-        double failedValue = 0;
-        for (int i = 0; i < batches.Length && failedTerm is null; i++)
+        // Term values stay on the device until the step ends: one host read per step, not one per term and micro-batch.
+        // A non-finite loss is therefore found after its backward pass; its gradients are discarded before any update.
+        var values = new List<(string Name, double Weight, Tensor Value)>();
+        for (int i = 0; i < batches.Length; i++)
         {
             if (shares[i] == 0) continue; // a micro-batch with no real token contributes nothing
             using var scope = NewDisposeScope();
@@ -236,20 +235,26 @@ public sealed class DistillationTrainer<TInput>
             }
             ModelOutput studentOutput = _student.Forward(batch.Inputs, _objective.StudentRequest);
             ObjectiveResult result = _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step));
-
-            double total = result.Total.item<float>();
-            if (!double.IsFinite(total))
-            {
-                (string name, Tensor value, _) = result.Terms.FirstOrDefault(t => !double.IsFinite(t.Value.item<float>()));
-                failedTerm = name ?? "total";
-                failedValue = value is null ? total : value.item<float>();
-                break;
-            }
             (result.Total * shares[i]).backward();
-            loss += total * shares[i];
-            foreach ((string name, Tensor value, _) in result.Terms)
+            foreach ((string name, Tensor value, double weight) in result.Terms)
             {
-                terms[name] = terms.GetValueOrDefault(name) + value.item<float>() * shares[i];
+                values.Add((name, weight, (value.detach().to(ScalarType.Float32).reshape(1) * shares[i]).MoveToOuterDisposeScope()));
+            }
+        }
+
+        float[] read = values.Count == 0 ? [] : cat(values.Select(v => v.Value).ToArray()).cpu().data<float>().ToArray();
+        double loss = 0;
+        var terms = new Dictionary<string, double>();
+        string? failedTerm = null;
+        double failedValue = 0;
+        for (int k = 0; k < values.Count; k++)
+        {
+            terms[values[k].Name] = terms.GetValueOrDefault(values[k].Name) + read[k];
+            loss += values[k].Weight * read[k];
+            if (failedTerm is null && !float.IsFinite(read[k]))
+            {
+                failedTerm = values[k].Name;
+                failedValue = read[k];
             }
         }
 
@@ -268,6 +273,15 @@ public sealed class DistillationTrainer<TInput>
         }
         _optimizer.step();
         return new StepReport(step + 1, epoch, loss, terms, learningRate, gradientNorm, Skipped: false, totalRows);
+    }
+
+    /// <summary>Kept rows per micro-batch (one host read for all of them), or null for batches without labels or mask.</summary>
+    private static long?[] CountRows(DistillationBatch<TInput>[] batches)
+    {
+        Tensor?[] keeps = batches.Select(BatchPlacement.KeptRows).ToArray();
+        if (keeps.Any(k => k is null)) return new long?[batches.Length];
+        long[] counts = stack(keeps.Select(k => k!.sum()).ToArray()).cpu().data<long>().ToArray();
+        return counts.Select(c => (long?)c).ToArray();
     }
 
     /// <summary>The global gradient norm, clipped to MaxGradientNorm when set.</summary>
