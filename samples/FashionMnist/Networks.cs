@@ -1,0 +1,80 @@
+using KnowledgeDistillation.Models;
+using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Training;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FashionMnist;
+
+/// <summary>Batches carry the images and their row numbers in the training set, so a cached teacher can look up its logits.</summary>
+internal sealed record Images(Tensor Pixels, Tensor Rows);
+
+internal static class Networks
+{
+    public static nn.Module<Tensor, Tensor> Cnn() => nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding: 1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding: 1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10));
+
+    public static nn.Module<Tensor, Tensor> Mlp(int hidden) => nn.Sequential(
+        nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10));
+
+    /// <summary>A teacher whose "forward pass" reads precomputed logits for the batch's rows.</summary>
+    public static IDistillationModel<Images> CachedTeacher(Tensor logits) =>
+        DistillationModel.FromDelegate<nn.Module, Images>(new CachedLogits(), (_, batch, _) => new ModelOutput(logits.index_select(0, batch.Rows)));
+
+    public static IDistillationModel<Images> Student(nn.Module<Tensor, Tensor> model) =>
+        DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, Images>(model, (m, batch, _) => new ModelOutput(m.call(batch.Pixels)));
+
+    public static void Fit(string name, IReadOnlyList<IDistillationModel<Images>> teachers, nn.Module<Tensor, Tensor> model, DistillationObjective objective,
+        Tensor x, Tensor y, int epochs)
+    {
+        long count = x.shape[0];
+        const int batch = 128;
+        IEnumerable<DistillationBatch<Images>> Epoch(int __)
+        {
+            Tensor order = randperm(count);
+            for (long start = 0; start < count; start += batch)
+            {
+                Tensor rows = order[TensorIndex.Slice(start, Math.Min(count, start + batch))];
+                yield return new DistillationBatch<Images>(new Images(x.index_select(0, rows), rows), y.index_select(0, rows)) { DisposeAfterUse = true };
+            }
+        }
+        var options = new DistillationTrainerOptions
+        {
+            Epochs = epochs, LearningRate = 1e-3, Decay = LearningRateDecay.Constant, WeightDecay = 0, MaxGradientNorm = null, Device = "cpu", Seed = 3,
+            LoggingInterval = 50,
+        };
+        var trainer = new DistillationTrainer<Images>(teachers, Student(model), objective, options);
+        long steps = epochs * ((count + batch - 1) / batch);
+        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
+        {
+            ProgressTask task = ctx.AddTask(name, maxValue: steps);
+            trainer.Train(Epoch, progress: new StepProgress(task));
+        });
+    }
+
+    public static Tensor Logits(nn.Module<Tensor, Tensor> model, Tensor x)
+    {
+        model.eval();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var parts = new List<Tensor>();
+        for (long start = 0; start < x.shape[0]; start += 1000) parts.Add(model.call(x[TensorIndex.Slice(start, start + 1000)]));
+        return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    public static int TestErrors(nn.Module<Tensor, Tensor> model, FashionMnistData data)
+    {
+        using var scope = NewDisposeScope();
+        return (int)Logits(model, data.TestImages).argmax(-1).ne(data.TestLabels).sum().item<long>();
+    }
+
+    private sealed class CachedLogits() : nn.Module("CachedLogits");
+
+    private sealed class StepProgress(ProgressTask task) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => task.Value = value.Step;
+    }
+}
