@@ -35,7 +35,7 @@ static int Run(string dataFolder, string output, bool quick)
 {
     if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132;
     FashionMnistData data = FashionMnistData.Load(dataFolder);
-    int trainCount = quick ? 10_000 : 60_000, teacherEpochs = quick ? 2 : 8, studentEpochs = quick ? 3 : 15;
+    int trainCount = quick ? 10_000 : 60_000, teacherEpochs = quick ? 2 : 8, studentEpochs = quick ? 3 : 30;
     Tensor trainX = data.TrainImages[TensorIndex.Slice(0, trainCount)], trainY = data.TrainLabels[TensorIndex.Slice(0, trainCount)];
     AnsiConsole.MarkupLine($"Fashion-MNIST from {Markup.Escape(dataFolder)}: {trainCount:N0} training images, {data.TestLabels.shape[0]:N0} test images");
 
@@ -61,7 +61,11 @@ static int Run(string dataFolder, string output, bool quick)
             ("distilled, T = 4", DistillationObjective.Create().SoftTargets(0.9, temperature: 4.0).HardTargets(0.1).Build()),
             ("distilled, T = 8", DistillationObjective.Create().SoftTargets(0.9, temperature: 8.0).HardTargets(0.1).Build()),
         };
-        if (hidden == 30) runs[1] = ("distilled, T = 2", DistillationObjective.Create().SoftTargets(0.5, temperature: 2.0).HardTargets(0.5).Build());
+        if (hidden == 30)
+        {
+            runs[1] = ("distilled, T = 1", DistillationObjective.Create().SoftTargets(0.5, temperature: 1.0).HardTargets(0.5).Build());
+            runs[2] = ("distilled, T = 2", DistillationObjective.Create().SoftTargets(0.3, temperature: 2.0).HardTargets(0.7).Build());
+        }
         foreach (var (training, objective) in runs)
         {
             manual_seed(2);
