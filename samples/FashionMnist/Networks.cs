@@ -1,7 +1,7 @@
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Training;
-using Spectre.Console;
+using Samples.Shared;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -48,11 +48,7 @@ internal static class Networks
         };
         var trainer = new DistillationTrainer<Images>(teachers, Student(model), objective, options);
         long steps = epochs * ((count + batch - 1) / batch);
-        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
-        {
-            ProgressTask task = ctx.AddTask(name, maxValue: steps);
-            trainer.Train(Epoch, progress: new StepProgress(task));
-        });
+        TrainingProgressBar.Show(name, steps, progress => trainer.Train(Epoch, progress: progress));
     }
 
     public static Tensor Logits(nn.Module<Tensor, Tensor> model, Tensor x)
@@ -72,9 +68,4 @@ internal static class Networks
     }
 
     private sealed class CachedLogits() : nn.Module("CachedLogits");
-
-    private sealed class StepProgress(ProgressTask task) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => task.Value = value.Step;
-    }
 }

@@ -10,6 +10,7 @@ using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Students;
 using KnowledgeDistillation.Training;
 using KnowledgeDistillation.Transformers;
+using Samples.Shared;
 using ScottPlot;
 using Spectre.Console;
 using TinyBert;
@@ -111,15 +112,6 @@ static DistillationTrainer<TokenBatch> Train(string name, BertModel? teacher, Be
         MaxSteps = steps, LearningRate = 1e-3, WarmupSteps = steps / 10, Decay = LearningRateDecay.Cosine, Device = "cpu", Seed = 3, LoggingInterval = 25,
     };
     var trainer = new DistillationTrainer<TokenBatch>(teacher is null ? [] : [teacher], student, objective, options);
-    AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
-    {
-        ProgressTask task = ctx.AddTask(name, maxValue: steps);
-        trainer.Train(data, progress: new StepProgress(task));
-    });
+    TrainingProgressBar.Show(name, steps, progress => trainer.Train(data, progress: progress));
     return trainer;
-}
-
-internal sealed class StepProgress(ProgressTask task) : IProgress<TrainingProgress>
-{
-    public void Report(TrainingProgress value) => task.Value = value.Step;
 }

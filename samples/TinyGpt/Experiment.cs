@@ -4,6 +4,7 @@ using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Students;
 using KnowledgeDistillation.Training;
 using KnowledgeDistillation.Transformers;
+using Samples.Shared;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -50,7 +51,7 @@ internal sealed class Experiment(Settings settings)
         manual_seed(settings.Seed);
         var scratch = new GptModel(TeacherConfig with { Layers = TeacherConfig.Layers / 2 });
         timer.Restart();
-        Train("student from scratch", teacher, scratch, DistillationObjective.Create().HardTargets(1.0).Build(), options, batches, curves.Scratch);
+        DistillationTrainer<TokenBatch> control = Train("student from scratch", teacher, scratch, DistillationObjective.Create().HardTargets(1.0).Build(), options, batches, curves.Scratch);
         double scratchSeconds = timer.Elapsed.TotalSeconds;
 
         // Distilled: half the layers, initialised from teacher layers (uniform spread keeps the first and the last).
@@ -63,17 +64,16 @@ internal sealed class Experiment(Settings settings)
             .HiddenStateCosine(0.1, map)
             .Build();
         timer.Restart();
-        Train($"distilled student (layers {string.Join(", ", student.Transfer.TeacherLayers)})", teacher, student.Model, objective, options, batches, curves.Distilled);
+        DistillationTrainer<TokenBatch> distillation = Train($"distilled student (layers {string.Join(", ", student.Transfer.TeacherLayers)})", teacher, student.Model, objective, options, batches, curves.Distilled);
         double distilledSeconds = timer.Elapsed.TotalSeconds;
 
-        var evaluator = new DistillationTrainer<TokenBatch>(teacher, student.Model, objective, options);
-        EvaluationReport distilled = evaluator.Evaluate(validation);
-        EvaluationReport control = new DistillationTrainer<TokenBatch>(teacher, scratch, objective, options).Evaluate(validation);
+        EvaluationReport distilled = distillation.Evaluate(validation);
+        EvaluationReport alone = control.Evaluate(validation);
 
         return (
         [
             Measure("teacher (4 layers)", teacher, distilled.TeacherMetric, teacherSeconds, validation),
-            Measure("student from scratch (2 layers)", scratch, control.StudentMetric, scratchSeconds, validation),
+            Measure("student from scratch (2 layers)", scratch, alone.StudentMetric, scratchSeconds, validation),
             Measure("distilled student (2 layers)", student.Model, distilled.StudentMetric, distilledSeconds, validation),
         ], curves, teacher);
     }
@@ -96,9 +96,8 @@ internal sealed class Experiment(Settings settings)
         var optimizer = optim.AdamW(teacher.parameters(), 2e-3, weight_decay: 0.01);
         teacher.train();
         using IEnumerator<DistillationBatch<TokenBatch>> data = batches.Training().GetEnumerator();
-        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
+        TrainingProgressBar.Show("teacher", settings.TeacherSteps, progress =>
         {
-            ProgressTask task = ctx.AddTask("teacher", maxValue: settings.TeacherSteps);
             for (int step = 0; step < settings.TeacherSteps; step++)
             {
                 using var scope = NewDisposeScope();
@@ -113,7 +112,7 @@ internal sealed class Experiment(Settings settings)
                 optimizer.step();
                 batch.Inputs.InputIds.Dispose();
                 batch.Labels.Dispose();
-                task.Increment(1);
+                progress.Report(new TrainingProgress(step + 1, settings.TeacherSteps, double.NaN));
             }
         });
         teacher.eval();
@@ -122,16 +121,12 @@ internal sealed class Experiment(Settings settings)
         return teacher;
     }
 
-    private static void Train(string name, GptModel teacher, GptModel student, DistillationObjective objective, DistillationTrainerOptions options,
+    private static DistillationTrainer<TokenBatch> Train(string name, GptModel teacher, GptModel student, DistillationObjective objective, DistillationTrainerOptions options,
         TextBatches batches, List<(long Step, double Loss)> curve)
     {
         var trainer = new DistillationTrainer<TokenBatch>(teacher, student, objective, options);
-        var recorder = new CurveRecorder(curve);
-        AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
-        {
-            ProgressTask task = ctx.AddTask(name, maxValue: options.MaxSteps!.Value);
-            trainer.Train(_ => batches.Training(), callbacks: [recorder], progress: new Progress(task));
-        });
+        TrainingProgressBar.Show(name, options.MaxSteps!.Value, progress => trainer.Train(_ => batches.Training(), callbacks: [new CurveRecorder(curve)], progress: progress));
+        return trainer;
     }
 
     private static ModelResult Measure(string name, GptModel model, double perplexity, double trainSeconds, List<DistillationBatch<TokenBatch>> validation)
@@ -148,12 +143,6 @@ internal sealed class Experiment(Settings settings)
         }
         ModelSize size = ModelSize.Of(model);
         return new ModelResult(name, size.Parameters, size.Float32Bytes / 1e6, perplexity, tokens / timer.Elapsed.TotalSeconds, trainSeconds);
-    }
-
-    /// <summary>Reports step progress to a Spectre progress task (synchronously, unlike <see cref="Progress{T}"/>).</summary>
-    private sealed class Progress(ProgressTask task) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => task.Value = value.Step;
     }
 
     private sealed class CurveRecorder(List<(long, double)> curve) : IDistillationCallback

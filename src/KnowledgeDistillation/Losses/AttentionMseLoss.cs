@@ -64,7 +64,7 @@ public sealed class AttentionMseLoss : nn.Module<Tensor, Tensor, Tensor>
         if (s[0] != t[0] || s[2] != t[2] || s[3] != t[3])
         {
             throw new ArgumentException(
-                $"studentAttention has shape {LossInputs.Describe(s)} and teacherAttention has shape {LossInputs.Describe(t)}; expected the same batch size and sequence lengths.",
+                $"studentAttention has shape {Shapes.Describe(s)} and teacherAttention has shape {Shapes.Describe(t)}; expected the same batch size and sequence lengths.",
                 nameof(teacherAttention));
         }
         long studentHeads = s[1], teacherHeads = t[1];

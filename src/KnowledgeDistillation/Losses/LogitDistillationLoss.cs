@@ -94,7 +94,6 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     private static Tensor SoftenedLogProbabilities(Tensor logits, double temperature)
     {
         Tensor scaled = temperature == 1.0 ? logits : logits / temperature;
-        double lowest = logits.dtype == ScalarType.Float64 ? double.MinValue : float.MinValue;
-        return scaled.log_softmax(-1).clamp_min(lowest);
+        return scaled.log_softmax(-1).clamp_min(finfo(logits.dtype).min);
     }
 }

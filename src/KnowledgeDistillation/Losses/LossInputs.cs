@@ -10,15 +10,13 @@ namespace KnowledgeDistillation.Losses;
 /// </summary>
 internal static class LossInputs
 {
-    /// <summary>Shape as <c>[2, 3, 5]</c>.</summary>
-    public static string Describe(long[] shape) => "[" + string.Join(", ", shape) + "]";
 
     public static void RequireFloating(Tensor tensor, string name)
     {
         if (!is_floating_point(tensor.dtype) || tensor.is_complex())
         {
             throw new ArgumentException(
-                $"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64); got {tensor.dtype} with shape {Describe(tensor.shape)}.",
+                $"{name} must be a floating-point tensor (float16, bfloat16, float32 or float64); got {tensor.dtype} with shape {Shapes.Describe(tensor.shape)}.",
                 name);
         }
     }
@@ -28,7 +26,7 @@ internal static class LossInputs
         long rank = tensor.dim();
         if (rank < minRank || rank > maxRank)
         {
-            throw new ArgumentException($"{name} must be {layout}; got rank {rank} with shape {Describe(tensor.shape)}.", name);
+            throw new ArgumentException($"{name} must be {layout}; got rank {rank} with shape {Shapes.Describe(tensor.shape)}.", name);
         }
     }
 
@@ -48,7 +46,7 @@ internal static class LossInputs
         if (s.Length != t.Length || !s[..^1].SequenceEqual(t[..^1]))
         {
             throw new ArgumentException(
-                $"{studentName} has shape {Describe(s)} and {teacherName} has shape {Describe(t)}; expected the same shape in every dimension but the last.",
+                $"{studentName} has shape {Shapes.Describe(s)} and {teacherName} has shape {Shapes.Describe(t)}; expected the same shape in every dimension but the last.",
                 teacherName);
         }
     }
@@ -61,7 +59,7 @@ internal static class LossInputs
             ? $" ({lastDimension} differs: {s[^1]} vs {t[^1]})"
             : "";
         throw new ArgumentException(
-            $"{studentName} has shape {Describe(s)} but {teacherName} has shape {Describe(t)}; expected the same shape{detail}.", teacherName);
+            $"{studentName} has shape {Shapes.Describe(s)} but {teacherName} has shape {Shapes.Describe(t)}; expected the same shape{detail}.", teacherName);
     }
 
     public static double RequireTemperature(double temperature, string name)

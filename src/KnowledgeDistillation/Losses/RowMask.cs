@@ -67,7 +67,7 @@ internal static class RowMask
         if (!tensor.shape.SequenceEqual(rowShape))
         {
             throw new ArgumentException(
-                $"{name} must have one entry per row, shape {LossInputs.Describe(rowShape)}; got shape {LossInputs.Describe(tensor.shape)}.", name);
+                $"{name} must have one entry per row, shape {Shapes.Describe(rowShape)}; got shape {Shapes.Describe(tensor.shape)}.", name);
         }
     }
 }

@@ -30,6 +30,10 @@ public sealed class DistillationObjective : nn.Module
         _terms = terms.ToArray();
         term_modules = nn.ModuleList(terms.Where(t => t.Module is not null).Select(t => t.Module!).ToArray());
         RegisterComponents();
+        // Terms are fixed once built, so what they need is worked out once rather than on every micro-batch.
+        StudentRequest = Merge(_terms.Select(t => t.StudentNeeds));
+        TeacherRequest = Merge(_terms.Select(t => t.TeacherNeeds));
+        UsesTeachers = _terms.Any(t => t.UsesTeachers);
     }
 
     /// <summary>Starts building an objective.</summary>
@@ -39,13 +43,13 @@ public sealed class DistillationObjective : nn.Module
     public IReadOnlyList<ObjectiveTerm> Terms => _terms;
 
     /// <summary>What the student's forward pass must return for these terms.</summary>
-    public OutputRequest StudentRequest => Merge(_terms.Select(t => t.StudentNeeds));
+    public OutputRequest StudentRequest { get; }
 
     /// <summary>Whether any term reads a teacher's output; when none does, the trainer does not run the teachers.</summary>
-    public bool UsesTeachers => _terms.Any(t => t.UsesTeachers);
+    public bool UsesTeachers { get; }
 
     /// <summary>What the teachers' forward passes must return for these terms.</summary>
-    public OutputRequest TeacherRequest => Merge(_terms.Select(t => t.TeacherNeeds));
+    public OutputRequest TeacherRequest { get; }
 
     /// <summary>Computes every term and the weighted total. Terms with weight 0 at this step are skipped.</summary>
     public ObjectiveResult Compute(DistillationContext context)

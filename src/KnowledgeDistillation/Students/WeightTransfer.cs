@@ -52,7 +52,7 @@ public static class WeightTransfer
                 }
                 else if (!value.shape.SequenceEqual(target.shape))
                 {
-                    skipped.Add(new SkippedTensor(name, from, TransferSkipReason.ShapeMismatch, $"teacher {Describe(value.shape)}, student {Describe(target.shape)}"));
+                    skipped.Add(new SkippedTensor(name, from, TransferSkipReason.ShapeMismatch, $"teacher {Shapes.Describe(value.shape)}, student {Shapes.Describe(target.shape)}"));
                 }
                 else
                 {
@@ -89,5 +89,4 @@ public static class WeightTransfer
         return list.children().Count();
     }
 
-    private static string Describe(long[] shape) => "[" + string.Join(", ", shape) + "]";
 }

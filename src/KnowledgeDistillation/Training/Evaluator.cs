@@ -16,7 +16,9 @@ internal static class Evaluator
         try
         {
             using var noGrad = no_grad();
-            double lossSum = 0, correct = 0, rows = 0;
+            using var sums = NewDisposeScope();
+            // Sums stay on the device across batches and are read back once at the end.
+            Tensor lossSum = zeros(1, dtype: ScalarType.Float64, device: device), correct = zeros(1, dtype: ScalarType.Int64, device: device), kept = zeros(1, dtype: ScalarType.Int64, device: device);
             int rank = 0;
             foreach (DistillationBatch<TInput> raw in data)
             {
@@ -29,13 +31,14 @@ internal static class Evaluator
                 Tensor flatLogits = logits.reshape(-1, logits.shape[^1]), flatLabels = labels.reshape(-1), flatKeep = keep.reshape(-1);
                 Tensor safeLabels = flatLabels.masked_fill(flatKeep.logical_not(), 0);
                 Tensor nll = F.cross_entropy(flatLogits, safeLabels, reduction: nn.Reduction.None);
-                lossSum += nll.masked_fill(flatKeep.logical_not(), 0).sum().item<float>();
-                correct += flatLogits.argmax(-1).eq(flatLabels).logical_and(flatKeep).sum().item<long>();
-                rows += flatKeep.sum().item<long>();
+                lossSum.add_(nll.masked_fill(flatKeep.logical_not(), 0).sum().to(ScalarType.Float64)); // per-batch float32 sums, accumulated in float64
+                correct.add_(flatLogits.argmax(-1).eq(flatLabels).logical_and(flatKeep).sum());
+                kept.add_(flatKeep.sum());
             }
+            double rows = kept.item<long>();
             if (rows == 0) throw new InvalidOperationException("The evaluation data has no labelled rows.");
-            double loss = lossSum / rows;
-            return rank == 3 ? new Quality("perplexity", Math.Exp(loss), loss) : new Quality("accuracy", correct / rows, loss);
+            double loss = lossSum.item<double>() / rows;
+            return rank == 3 ? new Quality("perplexity", Math.Exp(loss), loss) : new Quality("accuracy", correct.item<long>() / rows, loss);
         }
         finally
         {

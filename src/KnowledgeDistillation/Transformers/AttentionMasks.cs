@@ -13,14 +13,7 @@ internal static class AttentionMasks
     /// <summary>0 where <paramref name="allowed"/> is true, the lowest finite value of <paramref name="dtype"/> elsewhere.</summary>
     public static Tensor Additive(Tensor allowed, ScalarType dtype)
     {
-        double lowest = dtype switch
-        {
-            ScalarType.Float64 => double.MinValue,
-            ScalarType.Float16 => -65504.0,
-            ScalarType.BFloat16 => -3.3895313892515355e38,
-            _ => float.MinValue,
-        };
-        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), lowest);
+        return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), finfo(dtype).min);
     }
 
     /// <summary>

@@ -13,7 +13,7 @@ internal static class TokenInputs
         Tensor ids = batch.InputIds ?? throw new ArgumentException("InputIds is required.", nameof(batch));
         if (!is_integral(ids.dtype) || ids.dtype == ScalarType.Bool || ids.dim() != 2)
         {
-            throw new ArgumentException($"InputIds must be integer token ids of shape [B, S]; got {ids.dtype} with shape {Describe(ids.shape)}.", nameof(batch));
+            throw new ArgumentException($"InputIds must be integer token ids of shape [B, S]; got {ids.dtype} with shape {Shapes.Describe(ids.shape)}.", nameof(batch));
         }
         long length = ids.shape[1];
         if (length < 1 || length > config.ContextLength)
@@ -35,7 +35,7 @@ internal static class TokenInputs
         if (tensor is null) return;
         if (!tensor.shape.SequenceEqual(ids.shape))
         {
-            throw new ArgumentException($"{name} must have the shape of InputIds, {Describe(ids.shape)}; got {Describe(tensor.shape)}.", "batch");
+            throw new ArgumentException($"{name} must have the shape of InputIds, {Shapes.Describe(ids.shape)}; got {Shapes.Describe(tensor.shape)}.", "batch");
         }
         bool ok = is_integral(tensor.dtype) && (allowBool || tensor.dtype != ScalarType.Bool);
         if (!ok) throw new ArgumentException($"{name} must be {(allowBool ? "bool or " : "")}integer; got {tensor.dtype}.", "batch");
@@ -51,5 +51,4 @@ internal static class TokenInputs
         }
     }
 
-    private static string Describe(long[] shape) => "[" + string.Join(", ", shape) + "]";
 }

@@ -60,8 +60,8 @@ internal sealed class CheckpointMapping
                 Tensor value = source.Build(found.Select(n => checkpoint[n!]).ToArray());
                 if (!value.shape.SequenceEqual(target.shape))
                 {
-                    string from = string.Join(" + ", found.Select(n => $"{n} {Describe(checkpoint[n!].shape)}"));
-                    problems.Add($"{from} {source.Transform} gives {Describe(value.shape)}, but the model's {name} is {Describe(target.shape)}");
+                    string from = string.Join(" + ", found.Select(n => $"{n} {Shapes.Describe(checkpoint[n!].shape)}"));
+                    problems.Add($"{from} {source.Transform} gives {Shapes.Describe(value.shape)}, but the model's {name} is {Shapes.Describe(target.shape)}");
                     continue;
                 }
                 staged.Add((target, value, name));
@@ -106,5 +106,4 @@ internal sealed class CheckpointMapping
     private string StripPrefix(string name) =>
         _prefixes.FirstOrDefault(p => name.StartsWith(p, StringComparison.Ordinal)) is { } prefix ? name[prefix.Length..] : name;
 
-    private static string Describe(long[] shape) => "[" + string.Join(", ", shape) + "]";
 }
