@@ -13,7 +13,10 @@ namespace KnowledgeDistillation.Losses;
 /// with no row kept the loss is 0 with zero gradient;</item>
 /// <item>the math runs in float32 for bfloat16/float16/float32 inputs (float64 stays float64);</item>
 /// <item>the teacher is detached: no gradient reaches it even without <c>torch.no_grad()</c>;</item>
-/// <item>-inf logits (masked vocabulary entries) are allowed: a class with zero probability contributes 0, never NaN.</item>
+/// <item>-inf logits (masked vocabulary entries) are allowed: a class with zero probability contributes 0, never NaN;</item>
+/// <item>large inputs (more than <see cref="MaxChunkElements"/> logits) are processed in row chunks whose gradient is
+/// computed during the forward pass, so the step holds one <c>[rows, C]</c> gradient instead of every intermediate
+/// softmax of the whole batch (see docs/performance.md).</item>
 /// </list>
 /// </summary>
 public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
@@ -39,6 +42,18 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         get => _temperature;
         set => _temperature = LossInputs.RequireTemperature(value, nameof(Temperature));
     }
+
+    /// <summary>
+    /// Inputs with more logits than this are processed in chunks of rows (default 4,194,304 = 16 MB of float32 per
+    /// chunk). Smaller inputs take the direct path. Must be at least 1; <see cref="long.MaxValue"/> turns chunking off.
+    /// </summary>
+    public long MaxChunkElements
+    {
+        get => _maxChunkElements;
+        set => _maxChunkElements = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(MaxChunkElements), value, $"MaxChunkElements must be at least 1; got {value}.");
+    }
+
+    private long _maxChunkElements = 1L << 22;
 
     /// <summary>Whether the loss is multiplied by T².</summary>
     public bool ScaleByTemperatureSquared { get; set; }
@@ -71,12 +86,57 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         ScalarType type = LossInputs.ComputeType(studentLogits);
         Tensor? keep = RowMask.Resolve(studentLogits.shape[..^1], studentLogits.device, mask, labels, IgnoreIndex);
         double t = Temperature;
+        long classes = studentLogits.shape[^1];
+        if (studentLogits.numel() > MaxChunkElements && classes > 0)
+        {
+            return Chunked(studentLogits.reshape(-1, classes), teacherLogits.detach().reshape(-1, classes), keep?.reshape(-1), type, t).MoveToOuterDisposeScope();
+        }
 
         Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(studentLogits.to(type), keep, 1), t);
         Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacherLogits.detach().to(type), keep, 1), t);
         Tensor loss = RowMask.Mean(RowDivergence(studentLogProbs, teacherLogProbs), keep);
         if (ScaleByTemperatureSquared) loss = loss * (t * t);
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The same loss, computed chunk by chunk over rows. Each chunk's divergence is differentiated at once with respect
+    /// to that chunk of student logits (a local graph, freed before the next chunk), and the chunk gradients are
+    /// written into one <c>[rows, C]</c> tensor g. The result is value + (g · s − stop_gradient(g · s)): it equals the
+    /// loss exactly (x − x = 0), and autograd sees a function whose gradient with respect to s is g — the true
+    /// gradient — while holding only g, never the softmaxes of the whole input.
+    /// </summary>
+    private Tensor Chunked(Tensor student, Tensor teacher, Tensor? keep, ScalarType type, double t)
+    {
+        long rows = student.shape[0], classes = student.shape[1];
+        long chunkRows = Math.Max(1, MaxChunkElements / classes);
+        bool needsGradient = student.requires_grad && is_grad_enabled();
+        Tensor scale = (keep is null ? tensor((double)rows, type, student.device) : keep.sum().to(type).clamp_min(1)).reciprocal();
+        if (ScaleByTemperatureSquared) scale = scale * (t * t);
+
+        Tensor total = zeros(1, type, student.device);
+        Tensor? gradient = needsGradient ? empty(rows, classes, type, student.device) : null;
+        for (long start = 0; start < rows; start += chunkRows)
+        {
+            using var chunkScope = NewDisposeScope();
+            var range = TensorIndex.Slice(start, Math.Min(rows, start + chunkRows));
+            Tensor? keepChunk = keep?[range];
+            Tensor leaf = student[range].detach().to(type).requires_grad_(needsGradient);
+            using (enable_grad(needsGradient))
+            {
+                Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(leaf, keepChunk, 1), t);
+                Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacher[range].to(type), keepChunk, 1), t);
+                Tensor perRow = RowDivergence(studentLogProbs, teacherLogProbs);
+                Tensor sum = (keepChunk is null ? perRow : where(keepChunk, perRow, zeros(1, type, perRow.device))).sum() * scale;
+                if (gradient is not null) gradient[range].copy_(autograd.grad([sum], [leaf])[0]);
+                total.add_(sum.detach());
+            }
+        }
+        Tensor value = total.squeeze();
+        if (gradient is null) return value;
+        // -inf logits (zero-probability classes) have gradient 0; clamping them to the lowest finite value keeps 0 · s from being NaN.
+        Tensor surrogate = gradient.to(student.dtype).flatten().dot(student.clamp_min(finfo(student.dtype).min).flatten()).to(type);
+        return value + (surrogate - surrogate.detach());
     }
 
     /// <summary>The divergence of each row, summed over the class dimension: <c>[..., C]</c> log-probabilities in, <c>[...]</c> out.</summary>

@@ -12,6 +12,7 @@ public class LossMemoryTests
     public void No_loss_leaks_tensors_over_repeated_steps()
     {
         var kl = new SoftTargetKLLoss();
+        var chunkedKl = new SoftTargetKLLoss { MaxChunkElements = 22 }; // two rows of 11 classes per chunk
         var jsd = new GeneralizedJensenShannonLoss(0.4, 2.0, normalize: true);
         var ce = new HardTargetCrossEntropyLoss(labelSmoothing: 0.1);
         var cosine = new CosineEmbeddingLoss(studentWidth: 6, teacherWidth: 8);
@@ -24,6 +25,7 @@ public class LossMemoryTests
         {
             using var scope = NewDisposeScope();
             Tensor total = kl.forward(logits, teacherLogits, mask, labels) + jsd.forward(logits, teacherLogits, mask)
+                + chunkedKl.forward(logits, teacherLogits, mask, labels)
                 + ce.forward(logits, labels, mask) + cosine.forward(hidden, teacherHidden, mask) + attention.forward(maps, teacherMaps, mask);
             total.backward();
         }
