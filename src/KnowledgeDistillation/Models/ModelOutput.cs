@@ -38,15 +38,32 @@ public sealed class ModelOutput : IDisposable
         Tensor? attentionMask = null)
     {
         ArgumentNullException.ThrowIfNull(logits);
-        Logits = logits;
+        _logits = logits;
         HiddenStates = hiddenStates;
         AttentionScores = attentionScores;
         AttentionProbabilities = attentionProbabilities;
         AttentionMask = attentionMask;
     }
 
+    /// <summary>Creates the output of a cached teacher: sparse top-k targets instead of logits (see <see cref="Caching.TeacherCache"/>).</summary>
+    /// <param name="topK">The targets; the output takes ownership.</param>
+    public ModelOutput(TopKTargets topK)
+    {
+        TopK = topK ?? throw new ArgumentNullException(nameof(topK));
+    }
+
+    private readonly Tensor? _logits;
+
     /// <summary>The logits: <c>[N, C]</c> for classification, <c>[B, S, V]</c> for language models.</summary>
-    public Tensor Logits { get; }
+    /// <exception cref="InvalidOperationException">The output comes from a teacher cache, which holds <see cref="TopK"/> targets, not logits.</exception>
+    public Tensor Logits => _logits ?? throw new InvalidOperationException(
+        "This output comes from a teacher cache: it holds the top-k probabilities (TopK), not logits. Only soft-target terms can read it.");
+
+    /// <summary>Whether <see cref="Logits"/> is available (false for a cached teacher's output).</summary>
+    public bool HasLogits => _logits is not null;
+
+    /// <summary>A cached teacher's sparse targets; null for a model that ran.</summary>
+    public TopKTargets? TopK { get; }
 
     /// <summary>Embedding output, then each layer's output; null when not requested.</summary>
     public IReadOnlyList<Tensor>? HiddenStates { get; }
@@ -84,7 +101,8 @@ public sealed class ModelOutput : IDisposable
     }
 
     private IEnumerable<Tensor> Owned() =>
-        new[] { Logits }
+        (_logits is null ? [] : new[] { _logits })
+            .Concat(TopK?.Tensors ?? [])
             .Concat(HiddenStates ?? [])
             .Concat(AttentionScores ?? [])
             .Concat(AttentionProbabilities ?? []);

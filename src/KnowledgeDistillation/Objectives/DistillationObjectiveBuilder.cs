@@ -97,6 +97,7 @@ public sealed class DistillationObjectiveBuilder
     private DistillationObjectiveBuilder Divergence(string name, Schedule weight, Schedule temperature, LogitDistillationLoss loss, Action<long>? beforeStep)
     {
         ArgumentNullException.ThrowIfNull(temperature);
+        var topK = new TopKSoftTargetLoss(loss.ScaleByTemperatureSquared, loss.IgnoreIndex);
         return Term(new ObjectiveTerm(name, weight, c =>
         {
             double[] teacherWeights = _teacherWeights;
@@ -107,6 +108,7 @@ public sealed class DistillationObjectiveBuilder
             {
                 throw new InvalidOperationException($"Term \"{name}\" has {teacherWeights.Length} teacher weights but the trainer has {c.Teachers.Count} teachers.");
             }
+            if (c.Teachers.Any(o => o.TopK is not null)) return FromCache(name, loss, topK, c, t);
             double[] w = teacherWeights.Length == c.Teachers.Count ? teacherWeights : Enumerable.Repeat(1.0, c.Teachers.Count).ToArray();
             Tensor teacherLogits = TeacherEnsemble.AverageSoftened(c.Teachers.Select(o => o.Logits).ToArray(), w, t);
             return loss.forward(c.Student.Logits, teacherLogits, RowMaskFor(c.Student.Logits, c.Mask), c.Labels);
@@ -133,6 +135,24 @@ public sealed class DistillationObjectiveBuilder
     /// <summary>The mask applies only when it has one entry per row of <paramref name="values"/>.</summary>
     private static Tensor? RowMaskFor(Tensor values, Tensor? mask) =>
         mask is not null && mask.shape.SequenceEqual(values.shape[..^1]) ? mask : null;
+
+    /// <summary>Soft targets from a teacher cache: only forward KL from a single cached teacher, at the cache's temperature.</summary>
+    private static Tensor FromCache(string name, LogitDistillationLoss loss, TopKSoftTargetLoss topK, DistillationContext c, double temperature)
+    {
+        if (loss is not SoftTargetKLLoss || c.Teachers.Count != 1)
+        {
+            throw new InvalidOperationException(
+                $"Term \"{name}\" ({loss.GetType().Name}) cannot read a cached teacher: a teacher cache serves soft-target KL (SoftTargets) from one teacher only.");
+        }
+        TopKTargets targets = c.Teachers[0].TopK!;
+        if (Math.Abs(targets.Temperature - temperature) > 1e-9 * temperature)
+        {
+            throw new InvalidOperationException(
+                $"Term \"{name}\" runs at temperature {temperature} but the teacher cache was written at temperature {targets.Temperature}; they must match.");
+        }
+        topK.ScaleByTemperatureSquared = loss.ScaleByTemperatureSquared;
+        return topK.forward(c.Student.Logits, targets, RowMaskFor(c.Student.Logits, c.Mask), c.Labels);
+    }
 
     private static ModelOutput TeacherOutput(DistillationContext c, int teacher, string name) =>
         teacher >= 0 && teacher < c.Teachers.Count

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Caching;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Runtime;
@@ -196,7 +197,10 @@ public sealed class DistillationTrainer<TInput>
     private EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data, long step, IReadOnlyList<IDistillationCallback> callbacks, TrainerControl control)
     {
         Evaluator.Quality student = Evaluator.Measure(_student, data, Device);
-        _teacherQuality ??= _teachers.Count > 0 ? Evaluator.Measure(_teachers[0], data, Device) : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
+        // A cached teacher has no logits to score, and no teacher at all has nothing to score.
+        _teacherQuality ??= _teachers.Count > 0 && _teachers[0] is not CachedTeacher<TInput>
+            ? Evaluator.Measure(_teachers[0], data, Device)
+            : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
         double retention = student.MetricName == "accuracy" ? student.Metric / _teacherQuality.Metric : _teacherQuality.Metric / student.Metric;
         var report = new EvaluationReport(step, student.MetricName, student.Metric, _teacherQuality.Metric, student.Loss, _teacherQuality.Loss, retention);
         _logger.LogInformation("evaluation at step {Step}: student {Metric} {Student:0.####} (loss {Loss:0.####}), teacher {Teacher:0.####}, retention {Retention:P1}",

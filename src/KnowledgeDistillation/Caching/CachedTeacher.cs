@@ -1,0 +1,47 @@
+using KnowledgeDistillation.Models;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Caching;
+
+/// <summary>
+/// A teacher that does not run: its output for a batch is read from a <see cref="TeacherCache"/> by the examples'
+/// indices. Its output carries <see cref="ModelOutput.TopK"/> targets instead of logits, which the objective's
+/// soft-target term reads (at the cache's temperature); terms that need hidden states, attention or full logits
+/// cannot use it. The trainer does not evaluate a cached teacher (its quality is reported as NaN).
+/// </summary>
+/// <typeparam name="TInput">The batch type.</typeparam>
+public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>
+{
+    private readonly Func<TInput, Tensor> _exampleIndices;
+
+    /// <summary>Creates the teacher.</summary>
+    /// <param name="cache">The cache; not owned (dispose it after training).</param>
+    /// <param name="exampleIndices">The cache indices of a batch's examples, one per example, in batch order.</param>
+    public CachedTeacher(TeacherCache cache, Func<TInput, Tensor> exampleIndices)
+    {
+        Cache = cache ?? throw new ArgumentNullException(nameof(cache));
+        _exampleIndices = exampleIndices ?? throw new ArgumentNullException(nameof(exampleIndices));
+    }
+
+    /// <summary>The cache read from.</summary>
+    public TeacherCache Cache { get; }
+
+    /// <summary>An empty module: a cached teacher has no parameters.</summary>
+    public nn.Module Module { get; } = new EmptyModule();
+
+    /// <inheritdoc />
+    /// <exception cref="NotSupportedException">The request asks for hidden states or attention maps, which a cache does not hold.</exception>
+    public ModelOutput Forward(TInput input, OutputRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.HiddenStates || request.AnyAttention)
+        {
+            throw new NotSupportedException(
+                $"A cached teacher holds only top-k output probabilities; the objective asks it for {request}. Use a running teacher for hidden-state and attention terms.");
+        }
+        Tensor indices = _exampleIndices(input);
+        return new ModelOutput(Cache.Read(indices, indices.device));
+    }
+
+    private sealed class EmptyModule() : nn.Module("CachedTeacher");
+}
