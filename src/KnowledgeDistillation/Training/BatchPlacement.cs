@@ -11,7 +11,7 @@ internal static class BatchPlacement
         object? inputs = batch.Inputs switch
         {
             Tensor t => t.to(device),
-            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device)),
+            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices?.to(device)),
             var other => other,
         };
         return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device));
@@ -30,6 +30,7 @@ internal static class BatchPlacement
                 b.InputIds.Dispose();
                 b.AttentionMask?.Dispose();
                 b.TokenTypeIds?.Dispose();
+                b.ExampleIndices?.Dispose();
                 break;
         }
         batch.Labels?.Dispose();

@@ -1,0 +1,26 @@
+// Performance measurements for docs/performance.md.
+//   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
+//   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
+//       loss-memory | steady-memory | throughput | teacher-cache
+using BenchmarkDotNet.Running;
+using KnowledgeDistillation.Benchmarks.Measurements;
+
+if (args is ["measure", string name, ..])
+{
+    return name switch
+    {
+        "loss-memory" => LossMemory.Run(),
+        "steady-memory" => SteadyStateMemory.Run(),
+        "throughput" => Throughput.Run(),
+        "teacher-cache" => TeacherCacheExperiment.Run(args.Length > 2 && args[2] == "--quick"),
+        _ => Unknown(name),
+    };
+}
+BenchmarkSwitcher.FromAssembly(typeof(LossMemory).Assembly).Run(args);
+return 0;
+
+static int Unknown(string name)
+{
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, steady-memory, throughput or teacher-cache.");
+    return 1;
+}
