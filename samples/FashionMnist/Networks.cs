@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 
 namespace FashionMnist;
 
-/// <summary>Batches carry the images and their row numbers in the training set, so a cached teacher can look up its logits.</summary>
-internal sealed record Images(Tensor Pixels, Tensor Rows);
+/// <summary>Batches carry the images, their row numbers in the training set and the augmented view they come from, so a cached teacher can look up its logits.</summary>
+internal sealed record Images(Tensor Pixels, Tensor Rows, int View);
 
 internal static class Networks
 {
@@ -20,30 +20,31 @@ internal static class Networks
     public static nn.Module<Tensor, Tensor> Mlp(int hidden) => nn.Sequential(
         nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10));
 
-    /// <summary>A teacher whose "forward pass" reads precomputed logits for the batch's rows.</summary>
+    /// <summary>A teacher whose "forward pass" reads precomputed logits ([views, images, classes]) for the batch's view and rows.</summary>
     public static IDistillationModel<Images> CachedTeacher(Tensor logits) =>
-        DistillationModel.FromDelegate<nn.Module, Images>(new CachedLogits(), (_, batch, _) => new ModelOutput(logits.index_select(0, batch.Rows)));
+        DistillationModel.FromDelegate<nn.Module, Images>(new CachedLogits(), (_, batch, _) => new ModelOutput(logits[batch.View].index_select(0, batch.Rows)));
 
     public static IDistillationModel<Images> Student(nn.Module<Tensor, Tensor> model) =>
         DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, Images>(model, (m, batch, _) => new ModelOutput(m.call(batch.Pixels)));
 
     public static void Fit(string name, IReadOnlyList<IDistillationModel<Images>> teachers, nn.Module<Tensor, Tensor> model, DistillationObjective objective,
-        Tensor x, Tensor y, int epochs)
+        Tensor x, Tensor y, Augmentation augmentation, int epochs, LearningRateDecay decay)
     {
         long count = x.shape[0];
         const int batch = 128;
-        IEnumerable<DistillationBatch<Images>> Epoch(int __)
+        IEnumerable<DistillationBatch<Images>> Epoch(int epoch)
         {
+            int view = epoch % augmentation.Views;
             Tensor order = randperm(count);
             for (long start = 0; start < count; start += batch)
             {
                 Tensor rows = order[TensorIndex.Slice(start, Math.Min(count, start + batch))];
-                yield return new DistillationBatch<Images>(new Images(x.index_select(0, rows), rows), y.index_select(0, rows)) { DisposeAfterUse = true };
+                yield return new DistillationBatch<Images>(new Images(augmentation.Apply(x, view, rows), rows, view), y.index_select(0, rows)) { DisposeAfterUse = true };
             }
         }
         var options = new DistillationTrainerOptions
         {
-            Epochs = epochs, LearningRate = 1e-3, Decay = LearningRateDecay.Constant, WeightDecay = 0, MaxGradientNorm = null, Device = "cpu", Seed = 3,
+            Epochs = epochs, LearningRate = 1e-3, Decay = decay, WeightDecay = 0, MaxGradientNorm = null, Device = "cpu", Seed = 3,
             LoggingInterval = 50,
         };
         var trainer = new DistillationTrainer<Images>(teachers, Student(model), objective, options);
@@ -59,6 +60,20 @@ internal static class Networks
         var parts = new List<Tensor>();
         for (long start = 0; start < x.shape[0]; start += 1000) parts.Add(model.call(x[TensorIndex.Slice(start, start + 1000)]));
         return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The teacher's logits on every view of the training set: [views, images, classes].</summary>
+    public static Tensor Logits(nn.Module<Tensor, Tensor> model, Tensor x, Augmentation augmentation)
+    {
+        using var scope = NewDisposeScope();
+        Tensor all = arange(x.shape[0]);
+        var views = new List<Tensor>();
+        for (int v = 0; v < augmentation.Views; v++)
+        {
+            using var viewScope = NewDisposeScope();
+            views.Add(Logits(model, augmentation.Apply(x, v, all)).MoveToOuterDisposeScope());
+        }
+        return stack(views).MoveToOuterDisposeScope();
     }
 
     public static int TestErrors(nn.Module<Tensor, Tensor> model, FashionMnistData data)
