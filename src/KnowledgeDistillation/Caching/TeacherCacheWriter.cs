@@ -17,6 +17,7 @@ public sealed class TeacherCacheWriter : IDisposable
     private FileStream? _file;
     private TeacherCacheHeader? _shape;
     private long _examples;
+    private string? _closed; // why no more batches are accepted: completed or disposed
 
     /// <summary>Starts a cache file.</summary>
     /// <param name="path">Where the finished cache goes; an existing file there is replaced only on <see cref="Complete"/>.</param>
@@ -44,7 +45,7 @@ public sealed class TeacherCacheWriter : IDisposable
     public void Append(Tensor teacherLogits)
     {
         ArgumentNullException.ThrowIfNull(teacherLogits);
-        if (_file is null && _shape is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), "The cache is already complete.");
+        if (_closed is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), _closed);
         if (!teacherLogits.is_floating_point() || teacherLogits.dim() is not (2 or 3))
         {
             throw new ArgumentException($"teacherLogits must be floating-point [N, C] or [B, S, V]; got {teacherLogits.dtype} {Shapes.Describe(teacherLogits.shape)}.", nameof(teacherLogits));
@@ -91,19 +92,22 @@ public sealed class TeacherCacheWriter : IDisposable
     /// <exception cref="InvalidOperationException">Nothing was appended.</exception>
     public string Complete()
     {
-        if (_shape is null || _file is null) throw new InvalidOperationException(_shape is null ? "Append at least one batch before completing the cache." : "The cache is already complete.");
+        if (_closed is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), _closed);
+        if (_shape is null || _file is null) throw new InvalidOperationException("Append at least one batch before completing the cache.");
         _file.Position = 0;
         _file.Write((_shape with { Examples = _examples }).ToBytes());
         _file.Flush(flushToDisk: true);
         _file.Dispose();
         _file = null;
         File.Move(_partial, _path, overwrite: true);
+        _closed = $"The cache {_path} is already complete.";
         return _path;
     }
 
     /// <summary>Closes the writer; an incomplete cache's partial file is deleted.</summary>
     public void Dispose()
     {
+        _closed ??= "The writer was disposed before the cache was complete.";
         if (_file is null) return;
         _file.Dispose();
         _file = null;

@@ -143,9 +143,11 @@ public class TeacherCacheTests
         }
         using (var writer = new TeacherCacheWriter(folder.PathOf("y"), 2, 1.0))
         {
+            FluentActions.Invoking(() => writer.Complete()).Should().Throw<InvalidOperationException>().WithMessage("*at least one batch*");
             writer.Append(randn(2, 4, 5));
             FluentActions.Invoking(() => writer.Append(randn(2, 3, 5))).Should().Throw<ArgumentException>().WithMessage("*[B, 4, 5]*[2, 3, 5]*");
             writer.Complete();
+            FluentActions.Invoking(() => writer.Append(randn(2, 4, 5))).Should().Throw<ObjectDisposedException>().WithMessage("*already complete*");
         }
         using (var cache = TeacherCache.Open(folder.PathOf("y")))
         {
