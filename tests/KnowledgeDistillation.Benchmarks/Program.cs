@@ -1,7 +1,7 @@
 // Performance measurements for docs/performance.md.
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
-//       loss-memory | steady-memory | throughput | teacher-cache
+//       loss-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -10,7 +10,7 @@ if (args is ["measure", string name, ..])
     return name switch
     {
         "loss-memory" => LossMemory.Run(),
-        "steady-memory" => SteadyStateMemory.Run(),
+        "steady-memory" => SteadyStateMemory.Run(handWritten: args.Length > 2 && args[2] == "--hand-written"),
         "throughput" => Throughput.Run(),
         "teacher-cache" => TeacherCacheExperiment.Run(args.Length > 2 && args[2] == "--quick"),
         _ => Unknown(name),

@@ -22,6 +22,9 @@ public class TrainerOverheadBenchmarks
     private OptimizerHelper _handOptimizer = null!;
     private DistillationTrainer<TokenBatch> _trainer = null!;
     private List<DistillationBatch<TokenBatch>> _batches = null!;
+    private Tensor _lossStudent = null!, _lossTeacher = null!, _lossLabels = null!;
+    private readonly KnowledgeDistillation.Losses.SoftTargetKLLoss _soft = new(Workloads.Temperature);
+    private readonly KnowledgeDistillation.Losses.HardTargetCrossEntropyLoss _hard = new();
 
     [GlobalSetup]
     public void Setup()
@@ -37,6 +40,9 @@ public class TrainerOverheadBenchmarks
         _handOptimizer = optim.AdamW(_handStudent.parameters(), Workloads.LearningRate, weight_decay: 0.01);
         _trainer = new DistillationTrainer<TokenBatch>(_teacher, trainerStudent, Workloads.Objective(), Workloads.Options(Steps));
         _batches = Workloads.RandomBatches(Steps);
+        _lossStudent = (randn(Workloads.Batch, Workloads.Context, Workloads.Vocabulary) * 2).requires_grad_().DetachFromDisposeScope();
+        _lossTeacher = (randn(Workloads.Batch, Workloads.Context, Workloads.Vocabulary) * 2).DetachFromDisposeScope();
+        _lossLabels = randint(0, Workloads.Vocabulary, [Workloads.Batch, Workloads.Context]).DetachFromDisposeScope();
     }
 
     /// <summary>What a user would write without the library.</summary>
@@ -58,6 +64,33 @@ public class TrainerOverheadBenchmarks
             (0.5 * soft + 0.5 * hard).backward();
             nn.utils.clip_grad_norm_(_handStudent.parameters(), 1.0);
             _handOptimizer.step();
+        }
+    }
+
+    /// <summary>The loss alone, as the hand-written step computes it: forward and backward on one batch's logits.</summary>
+    [Benchmark(OperationsPerInvoke = Steps)]
+    public void HandWrittenLossOnly()
+    {
+        for (int i = 0; i < Steps; i++)
+        {
+            using var scope = NewDisposeScope();
+            const double t = Workloads.Temperature;
+            Tensor rowsStudent = _lossStudent.reshape(-1, Workloads.Vocabulary), rowsTeacher = _lossTeacher.reshape(-1, Workloads.Vocabulary);
+            Tensor soft = F.kl_div(F.log_softmax(rowsStudent / t, -1), F.log_softmax(rowsTeacher / t, -1), log_target: true, reduction: nn.Reduction.Sum) / rowsStudent.shape[0] * (t * t);
+            Tensor hard = F.cross_entropy(rowsStudent, _lossLabels.reshape(-1));
+            autograd.grad([0.5 * soft + 0.5 * hard], [_lossStudent]);
+        }
+    }
+
+    /// <summary>The same loss through the library's modules, with the labels' ignore-index masking the trainer applies.</summary>
+    [Benchmark(OperationsPerInvoke = Steps)]
+    public void LibraryLossOnly()
+    {
+        for (int i = 0; i < Steps; i++)
+        {
+            using var scope = NewDisposeScope();
+            Tensor loss = 0.5 * _soft.forward(_lossStudent, _lossTeacher, null, _lossLabels) + 0.5 * _hard.forward(_lossStudent, _lossLabels);
+            autograd.grad([loss], [_lossStudent]);
         }
     }
 

@@ -59,15 +59,19 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         if (labels.device_type == DeviceType.CPU) RequireLabelsInRange(labels, keep, classes);
 
         ScalarType type = LossInputs.ComputeType(studentLogits);
-        Tensor logProbs = RowMask.ZeroDropped(studentLogits.to(type), keep, 1).log_softmax(-1);
-        Tensor perRow = -logProbs.gather(-1, safeLabels.unsqueeze(-1)).squeeze(-1);
-        if (LabelSmoothing > 0)
+        Tensor logits = RowMask.ZeroDropped(studentLogits.to(type), keep, 1);
+        if (LabelSmoothing == 0)
         {
-            Tensor available = logProbs.isfinite();
-            Tensor meanLogProb = where(available, logProbs, zeros(1, dtype: type, device: logProbs.device)).sum(-1)
-                / available.sum(-1).to(type).clamp_min(1);
-            perRow = perRow * (1 - LabelSmoothing) - meanLogProb * LabelSmoothing;
+            // libtorch's fused log-softmax + NLL: fewer passes over [rows, C] than log_softmax + gather, forward and backward.
+            Tensor nll = nn.functional.cross_entropy(logits.reshape(-1, classes), safeLabels.reshape(-1), reduction: nn.Reduction.None);
+            return RowMask.Mean(nll.reshape(keep.shape), keep).MoveToOuterDisposeScope();
         }
+        Tensor logProbs = logits.log_softmax(-1);
+        Tensor nllPerRow = -logProbs.gather(-1, safeLabels.unsqueeze(-1)).squeeze(-1);
+        Tensor available = logProbs.isfinite();
+        Tensor meanLogProb = where(available, logProbs, zeros(1, dtype: type, device: logProbs.device)).sum(-1)
+            / available.sum(-1).to(type).clamp_min(1);
+        Tensor perRow = nllPerRow * (1 - LabelSmoothing) - meanLogProb * LabelSmoothing;
         return RowMask.Mean(perRow, keep).MoveToOuterDisposeScope();
     }
 

@@ -14,6 +14,7 @@ internal static class LossMemory
             Console.Error.WriteLine("loss-memory reads /proc/self (Linux only).");
             return 1;
         }
+        NativeMemory.TrackLargeAllocations();
         Console.WriteLine("| V | logits (one [4, 128, V] float32 tensor) | naive composition | SoftTargetKLLoss | unchunked | ours / naive |");
         Console.WriteLine("|---|---|---|---|---|---|");
         foreach (int v in new[] { 256, 8_192, 32_768, 131_072 })

@@ -13,11 +13,11 @@ namespace KnowledgeDistillation.Benchmarks.Measurements;
 /// </summary>
 internal static class SteadyStateMemory
 {
-    private sealed class Sampler(List<(long Step, double ResidentMb, long Tensors)> samples) : IDistillationCallback
+    private sealed class Sampler(List<(long Step, double ResidentMb, double LiveMb, long Tensors)> samples) : IDistillationCallback
     {
         public void OnStepEnd(StepReport report, TrainerControl control)
         {
-            if (report.Step == 1 || report.Step % 100 == 0) samples.Add((report.Step, NativeMemory.ResidentMegabytes, Tensor.TotalCount));
+            if (report.Step == 1 || report.Step % 100 == 0) samples.Add((report.Step, NativeMemory.ResidentMegabytes, NativeMemory.LiveMegabytes, Tensor.TotalCount));
         }
     }
 
@@ -33,36 +33,56 @@ internal static class SteadyStateMemory
         }
     }
 
-    public static int Run()
+    /// <summary>The same 1,000 steps written with raw TorchSharp, sampled the same way: what TorchSharp and libtorch do on their own.</summary>
+    private static void HandWritten(GptModel teacher, GptModel student, IEnumerable<DistillationBatch<TokenBatch>> stream, Sampler sampler)
+    {
+        teacher.eval();
+        var optimizer = optim.AdamW(student.parameters(), Workloads.LearningRate, weight_decay: 0.01);
+        long step = 0;
+        foreach (DistillationBatch<TokenBatch> batch in stream.Take(1000))
+        {
+            using (var scope = NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                Tensor teacherLogits;
+                using (no_grad()) teacherLogits = teacher.call(batch.Inputs.InputIds);
+                Tensor studentLogits = student.call(batch.Inputs.InputIds).reshape(-1, Workloads.Vocabulary);
+                const double t = Workloads.Temperature;
+                Tensor soft = nn.functional.kl_div(nn.functional.log_softmax(studentLogits / t, -1), nn.functional.log_softmax(teacherLogits.reshape(-1, Workloads.Vocabulary) / t, -1),
+                    log_target: true, reduction: nn.Reduction.Sum) / studentLogits.shape[0] * (t * t);
+                (0.5 * soft + 0.5 * nn.functional.cross_entropy(studentLogits, batch.Labels!.reshape(-1))).backward();
+                nn.utils.clip_grad_norm_(student.parameters(), 1.0);
+                optimizer.step();
+            }
+            batch.Inputs.InputIds.Dispose();
+            batch.Labels!.Dispose();
+            sampler.OnStepEnd(new StepReport(++step, 0, 0, new Dictionary<string, double>(), 0, 0, false, null), new TrainerControl());
+        }
+    }
+
+    public static int Run(bool handWritten)
     {
         if (!NativeMemory.Available)
         {
             Console.Error.WriteLine("steady-memory reads /proc/self (Linux only).");
             return 1;
         }
+        NativeMemory.SingleArena();
         manual_seed(1);
         var teacher = new GptModel(Workloads.Teacher);
-        var samples = new List<(long Step, double ResidentMb, long Tensors)>();
-        var trainer = new DistillationTrainer<TokenBatch>(teacher, new GptModel(Workloads.Student), Workloads.Objective(), Workloads.Options(1000));
+        var samples = new List<(long Step, double ResidentMb, double LiveMb, long Tensors)>();
         var timer = System.Diagnostics.Stopwatch.StartNew();
-        trainer.Train(_ => Stream(8), callbacks: [new Sampler(samples)]);
+        if (handWritten) HandWritten(teacher, new GptModel(Workloads.Student), Stream(8), new Sampler(samples));
+        else new DistillationTrainer<TokenBatch>(teacher, new GptModel(Workloads.Student), Workloads.Objective(), Workloads.Options(1000))
+            .Train(_ => Stream(8), callbacks: [new Sampler(samples)]);
+        Console.WriteLine(handWritten ? "hand-written TorchSharp loop (the control):" : "DistillationTrainer:");
         Console.WriteLine($"1,000 steps at batch 8 x {Workloads.Context} tokens in {timer.Elapsed.TotalSeconds:F0} s");
-        Console.WriteLine("| step | resident memory | live tensors |");
-        Console.WriteLine("|---|---|---|");
-        foreach (var (step, mb, tensors) in samples) Console.WriteLine($"| {step:N0} | {mb:F1} MB | {tensors:N0} |");
+        Console.WriteLine("| step | resident memory | allocated (malloc, live) | live tensors |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (var (step, mb, live, tensors) in samples) Console.WriteLine($"| {step:N0} | {mb:F1} MB | {live:F1} MB | {tensors:N0} |");
         var late = samples.Where(s => s.Step >= 200).ToList();
-        Console.WriteLine($"growth from step 200 to step 1,000: {late[^1].ResidentMb - late[0].ResidentMb:+0.0;-0.0} MB, live tensors {late[^1].Tensors - late[0].Tensors:+0;-0}");
-
-        Console.WriteLine();
-        Console.WriteLine("| batch (x 64 tokens) | peak above the resting process during one step |");
-        Console.WriteLine("|---|---|");
-        foreach (int batch in new[] { 8, 32, 64 })
-        {
-            var one = new DistillationTrainer<TokenBatch>(teacher, new GptModel(Workloads.Student), Workloads.Objective(), Workloads.Options(1));
-            one.Train(_ => Stream(batch)); // warm-up: optimizer state and gradient buffers exist from here on
-            double peak = Enumerable.Range(0, 3).Min(_ => NativeMemory.PeakAbove(() => one.Train(_ => Stream(batch))));
-            Console.WriteLine($"| {batch} | {peak:F1} MB |");
-        }
+        Console.WriteLine($"from step 200 to step 1,000: resident {late[^1].ResidentMb - late[0].ResidentMb:+0.0;-0.0} MB, allocated {late[^1].LiveMb - late[0].LiveMb:+0.0;-0.0} MB, " +
+            $"live tensors {late[^1].Tensors - late[0].Tensors:+0;-0}");
         return 0;
     }
 }
