@@ -1,7 +1,7 @@
 // Performance measurements for docs/performance.md.
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
-//       loss-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
+//       loss-memory | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -11,6 +11,7 @@ if (args is ["measure", string name, ..])
     {
         "loss-memory" => LossMemory.Run(),
         "steady-memory" => SteadyStateMemory.Run(handWritten: args.Length > 2 && args[2] == "--hand-written"),
+        "step-memory" => StepMemory.Run(),
         "throughput" => Throughput.Run(),
         "teacher-cache" => TeacherCacheExperiment.Run(args.Length > 2 && args[2] == "--quick"),
         _ => Unknown(name),
@@ -21,6 +22,6 @@ return 0;
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, steady-memory, throughput or teacher-cache.");
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, step-memory, steady-memory, throughput or teacher-cache.");
     return 1;
 }
