@@ -30,6 +30,7 @@ public class LossMemoryTests
             total.backward();
         }
         Step(); // warm-up: first use creates lazily-initialised state (e.g. gradient buffers)
+        TensorCountCollection.FinaliseEarlierGarbage();
         long baseline = Tensor.TotalCount;
 
         for (int i = 0; i < 50; i++) Step();
@@ -43,4 +44,15 @@ public class LossMemoryTests
 public sealed class TensorCountCollection
 {
     public const string Name = "Process-wide tensor count";
+
+    /// <summary>
+    /// Finalises the undisposed tensors earlier tests left behind, so that they cannot be collected mid-measurement
+    /// and lower the count under a test. Call it before taking a baseline.
+    /// </summary>
+    public static void FinaliseEarlierGarbage()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
 }

@@ -26,6 +26,7 @@ public class ModelMemoryTests
             captured.Forward(x, OutputRequest.LogitsOnly);
         }
         Step();
+        Losses.TensorCountCollection.FinaliseEarlierGarbage();
         long baseline = Tensor.TotalCount;
 
         for (int i = 0; i < 20; i++) Step();
