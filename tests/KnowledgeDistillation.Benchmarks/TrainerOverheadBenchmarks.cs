@@ -5,7 +5,6 @@ using KnowledgeDistillation.Transformers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace KnowledgeDistillation.Benchmarks;
 
@@ -56,12 +55,7 @@ public class TrainerOverheadBenchmarks
             _handOptimizer.zero_grad();
             Tensor teacherLogits;
             using (no_grad()) teacherLogits = _teacher.call(batch.Inputs.InputIds);
-            Tensor studentLogits = _handStudent.call(batch.Inputs.InputIds);
-            const double t = Workloads.Temperature;
-            Tensor rowsStudent = studentLogits.reshape(-1, Workloads.Vocabulary), rowsTeacher = teacherLogits.reshape(-1, Workloads.Vocabulary);
-            Tensor soft = F.kl_div(F.log_softmax(rowsStudent / t, -1), F.log_softmax(rowsTeacher / t, -1), log_target: true, reduction: nn.Reduction.Sum) / rowsStudent.shape[0] * (t * t);
-            Tensor hard = F.cross_entropy(rowsStudent, batch.Labels!.reshape(-1));
-            (0.5 * soft + 0.5 * hard).backward();
+            Workloads.HandWrittenLoss(_handStudent.call(batch.Inputs.InputIds), teacherLogits, batch.Labels!).backward();
             nn.utils.clip_grad_norm_(_handStudent.parameters(), 1.0);
             _handOptimizer.step();
         }
@@ -74,11 +68,7 @@ public class TrainerOverheadBenchmarks
         for (int i = 0; i < Steps; i++)
         {
             using var scope = NewDisposeScope();
-            const double t = Workloads.Temperature;
-            Tensor rowsStudent = _lossStudent.reshape(-1, Workloads.Vocabulary), rowsTeacher = _lossTeacher.reshape(-1, Workloads.Vocabulary);
-            Tensor soft = F.kl_div(F.log_softmax(rowsStudent / t, -1), F.log_softmax(rowsTeacher / t, -1), log_target: true, reduction: nn.Reduction.Sum) / rowsStudent.shape[0] * (t * t);
-            Tensor hard = F.cross_entropy(rowsStudent, _lossLabels.reshape(-1));
-            autograd.grad([0.5 * soft + 0.5 * hard], [_lossStudent]);
+            autograd.grad([Workloads.HandWrittenLoss(_lossStudent, _lossTeacher, _lossLabels)], [_lossStudent]);
         }
     }
 

@@ -2,7 +2,9 @@ using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Training;
 using KnowledgeDistillation.Transformers;
+using TorchSharp;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace KnowledgeDistillation.Benchmarks;
 
@@ -34,13 +36,25 @@ internal static class Workloads
     public static List<DistillationBatch<TokenBatch>> RandomBatches(int count, int batch = Batch, int seed = 5)
     {
         manual_seed(seed);
-        return Enumerable.Range(0, count).Select(_ =>
-        {
-            Tensor tokens = randint(0, Vocabulary, [batch, Context + 1]);
-            Tensor inputs = tokens[.., ..Context].contiguous().DetachFromDisposeScope(), labels = tokens[.., 1..].contiguous().DetachFromDisposeScope();
-            tokens.Dispose();
-            return new DistillationBatch<TokenBatch>(new TokenBatch(inputs), labels);
-        }).ToList();
+        return Enumerable.Range(0, count).Select(_ => RandomBatch(batch)).ToList();
+    }
+
+    /// <summary>One batch of random windows and their next tokens, detached from any dispose scope.</summary>
+    public static DistillationBatch<TokenBatch> RandomBatch(int batch)
+    {
+        using var scope = NewDisposeScope();
+        Tensor tokens = randint(0, Vocabulary, [batch, Context + 1]);
+        Tensor inputs = tokens[.., ..Context].contiguous().DetachFromDisposeScope(), labels = tokens[.., 1..].contiguous().DetachFromDisposeScope();
+        return new DistillationBatch<TokenBatch>(new TokenBatch(inputs), labels);
+    }
+
+    /// <summary>The objective as a user writes it without the library: 0.5 · T²·KL at T = 2 (kl_div over rows) + 0.5 · cross-entropy.</summary>
+    public static Tensor HandWrittenLoss(Tensor studentLogits, Tensor teacherLogits, Tensor labels)
+    {
+        const double t = Temperature;
+        Tensor student = studentLogits.reshape(-1, Vocabulary), teacher = teacherLogits.reshape(-1, Vocabulary);
+        Tensor soft = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target: true, reduction: nn.Reduction.Sum) / student.shape[0] * (t * t);
+        return 0.5 * soft + 0.5 * F.cross_entropy(student, labels.reshape(-1));
     }
 
     /// <summary>Multiply-adds ×2 of one forward pass per token: the matrix products of every layer, attention over the whole context, and the head.</summary>

@@ -26,8 +26,10 @@ public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>
     /// <summary>The cache read from.</summary>
     public TeacherCache Cache { get; }
 
-    /// <summary>An empty module: a cached teacher has no parameters.</summary>
-    public nn.Module Module { get; } = new EmptyModule();
+    /// <summary>A module without parameters; the trainer moves it to its device, which is where the targets are read to.</summary>
+    public nn.Module Module => _module;
+
+    private readonly DeviceMarker _module = new();
 
     /// <inheritdoc />
     /// <exception cref="NotSupportedException">The request asks for hidden states or attention maps, which a cache does not hold.</exception>
@@ -39,9 +41,19 @@ public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>
             throw new NotSupportedException(
                 $"A cached teacher holds only top-k output probabilities; the objective asks it for {request}. Use a running teacher for hidden-state and attention terms.");
         }
-        Tensor indices = _exampleIndices(input);
-        return new ModelOutput(Cache.Read(indices, indices.device));
+        // The indices are read on the host (the cache is a host file), so they may stay there; the targets go to the module's device.
+        return new ModelOutput(Cache.Read(_exampleIndices(input), _module.Marker.device));
     }
 
-    private sealed class EmptyModule() : nn.Module("CachedTeacher");
+    /// <summary>No parameters, one empty buffer: moving the module moves the buffer, which records the device.</summary>
+    private sealed class DeviceMarker : nn.Module
+    {
+        public DeviceMarker()
+            : base("CachedTeacher")
+        {
+            register_buffer("marker", empty(0), persistent: false);
+        }
+
+        public Tensor Marker => get_buffer("marker")!;
+    }
 }

@@ -83,6 +83,7 @@ public sealed class TeacherCache : IDisposable
     public TopKTargets Read(Tensor exampleIndices, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(exampleIndices);
+        using var scope = NewDisposeScope();
         long[] indices = exampleIndices.to(ScalarType.Int64).cpu().data<long>().ToArray();
         long valueBlock = _shape.ValueBytesPerExample, indexBlock = _shape.IndexBytesPerExample;
         var values = new byte[indices.Length * valueBlock];
@@ -100,7 +101,6 @@ public sealed class TeacherCache : IDisposable
             shard.View.ReadArray(offset + valueBlock, classIds, (int)(i * indexBlock), (int)indexBlock);
         }
 
-        using var scope = NewDisposeScope();
         long[] leading = _shape.Rank == 3 ? [indices.Length, _shape.RowsPerExample] : [indices.Length];
         Tensor probabilities = empty([.. leading, _shape.K + 1], ScalarType.Float16);
         probabilities.bytes = values;

@@ -11,7 +11,7 @@ internal static class BatchPlacement
         object? inputs = batch.Inputs switch
         {
             Tensor t => t.to(device),
-            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices?.to(device)),
+            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices), // indices are read on the host
             var other => other,
         };
         return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device));

@@ -9,11 +9,7 @@ internal static class LossMemory
 {
     public static int Run()
     {
-        if (!NativeMemory.Available)
-        {
-            Console.Error.WriteLine("loss-memory reads /proc/self (Linux only).");
-            return 1;
-        }
+        if (!NativeMemory.CanMeasure("loss-memory")) return 1;
         NativeMemory.TrackLargeAllocations();
         Console.WriteLine("| V | logits (one [4, 128, V] float32 tensor) | naive composition | SoftTargetKLLoss | unchunked | ours / naive |");
         Console.WriteLine("|---|---|---|---|---|---|");

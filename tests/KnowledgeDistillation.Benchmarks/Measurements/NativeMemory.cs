@@ -10,6 +10,14 @@ internal static partial class NativeMemory
 
     public static bool Available => File.Exists("/proc/self/status") && File.Exists("/proc/self/clear_refs");
 
+    /// <summary>Whether <paramref name="measurement"/> can run here; says why not when it cannot.</summary>
+    public static bool CanMeasure(string measurement)
+    {
+        if (Available) return true;
+        Console.Error.WriteLine($"{measurement} reads /proc/self (Linux only).");
+        return false;
+    }
+
     /// <summary>
     /// Makes resident memory track large allocations: glibc otherwise keeps freed blocks below its (growing) mmap
     /// threshold in the heap, so the memory one measurement freed is silently reused by the next and never shows.

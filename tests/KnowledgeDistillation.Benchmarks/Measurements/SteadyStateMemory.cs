@@ -23,14 +23,7 @@ internal static class SteadyStateMemory
 
     private static IEnumerable<DistillationBatch<TokenBatch>> Stream(int batch)
     {
-        while (true)
-        {
-            using var scope = NewDisposeScope();
-            Tensor tokens = randint(0, Workloads.Vocabulary, [batch, Workloads.Context + 1]);
-            var b = new DistillationBatch<TokenBatch>(
-                new TokenBatch(tokens[.., ..Workloads.Context].contiguous().DetachFromDisposeScope()), tokens[.., 1..].contiguous().DetachFromDisposeScope()) { DisposeAfterUse = true };
-            yield return b;
-        }
+        while (true) yield return Workloads.RandomBatch(batch) with { DisposeAfterUse = true };
     }
 
     /// <summary>The same 1,000 steps written with raw TorchSharp, sampled the same way: what TorchSharp and libtorch do on their own.</summary>
@@ -46,11 +39,7 @@ internal static class SteadyStateMemory
                 optimizer.zero_grad();
                 Tensor teacherLogits;
                 using (no_grad()) teacherLogits = teacher.call(batch.Inputs.InputIds);
-                Tensor studentLogits = student.call(batch.Inputs.InputIds).reshape(-1, Workloads.Vocabulary);
-                const double t = Workloads.Temperature;
-                Tensor soft = nn.functional.kl_div(nn.functional.log_softmax(studentLogits / t, -1), nn.functional.log_softmax(teacherLogits.reshape(-1, Workloads.Vocabulary) / t, -1),
-                    log_target: true, reduction: nn.Reduction.Sum) / studentLogits.shape[0] * (t * t);
-                (0.5 * soft + 0.5 * nn.functional.cross_entropy(studentLogits, batch.Labels!.reshape(-1))).backward();
+                Workloads.HandWrittenLoss(student.call(batch.Inputs.InputIds), teacherLogits, batch.Labels!).backward();
                 nn.utils.clip_grad_norm_(student.parameters(), 1.0);
                 optimizer.step();
             }
@@ -62,11 +51,7 @@ internal static class SteadyStateMemory
 
     public static int Run(bool handWritten)
     {
-        if (!NativeMemory.Available)
-        {
-            Console.Error.WriteLine("steady-memory reads /proc/self (Linux only).");
-            return 1;
-        }
+        if (!NativeMemory.CanMeasure("steady-memory")) return 1;
         NativeMemory.SingleArena();
         manual_seed(1);
         var teacher = new GptModel(Workloads.Teacher);

@@ -14,11 +14,7 @@ internal static class StepMemory
 {
     public static int Run()
     {
-        if (!NativeMemory.Available)
-        {
-            Console.Error.WriteLine("step-memory reads /proc/self (Linux only).");
-            return 1;
-        }
+        if (!NativeMemory.CanMeasure("step-memory")) return 1;
         NativeMemory.TrackLargeAllocations();
         manual_seed(1);
         var teacher = new GptModel(Workloads.Teacher);
