@@ -20,7 +20,17 @@ public interface IDistillationCallback
     {
     }
 
-    /// <summary>After a checkpoint folder has been written.</summary>
+    /// <summary>
+    /// Before a checkpoint is written (e.g. to check free disk space, or to pause something that reads the folder).
+    /// An exception thrown here stops training before anything is written.
+    /// </summary>
+    /// <param name="step">The step being saved.</param>
+    /// <param name="path">The folder the checkpoint will have once written.</param>
+    void OnCheckpointStarting(long step, string path)
+    {
+    }
+
+    /// <summary>After a checkpoint folder has been written, flushed and renamed into place.</summary>
     void OnCheckpoint(string path)
     {
     }

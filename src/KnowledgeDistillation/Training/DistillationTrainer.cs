@@ -25,7 +25,9 @@ public sealed class DistillationTrainer<TInput>
     private readonly ILogger _logger;
     private readonly OptimizerHelper _optimizer;
     private readonly Parameter[] _trainable;
-    private Evaluator.Quality? _teacherQuality;
+    private readonly Func<IEnumerable<Parameter>, OptimizerHelper> _createOptimizer;
+    // The teacher's quality per evaluation dataset (by reference): it never changes, so it is measured once per dataset.
+    private readonly Dictionary<object, Evaluator.Quality> _teacherQuality = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Creates a trainer with one teacher.</summary>
     public DistillationTrainer(IDistillationModel<TInput> teacher, IDistillationModel<TInput> student, DistillationObjective objective,
@@ -64,7 +66,8 @@ public sealed class DistillationTrainer<TInput>
         _student.Module.to(Device);
         _objective.to(Device);
         _trainable = _student.Module.parameters().Concat(_objective.parameters()).Where(p => p.requires_grad).ToArray();
-        _optimizer = optimizer?.Invoke(_trainable) ?? optim.AdamW(_trainable, options.LearningRate, weight_decay: options.WeightDecay);
+        _createOptimizer = optimizer ?? (parameters => optim.AdamW(parameters, options.LearningRate, weight_decay: options.WeightDecay));
+        _optimizer = _createOptimizer(_trainable);
     }
 
     /// <summary>The device the models run on.</summary>
@@ -85,6 +88,8 @@ public sealed class DistillationTrainer<TInput>
     /// Trains on <paramref name="dataForEpoch"/>(epoch) each epoch (e.g. reshuffled per epoch). For bit-exact
     /// resume the data of an epoch must be reproducible: fixed, or drawn from torch's RNG, which checkpoints restore.
     /// </summary>
+    /// <exception cref="InvalidDataException">The checkpoint to resume from is damaged (with "latest": every checkpoint is); nothing was changed.</exception>
+    /// <exception cref="InvalidOperationException">The checkpoint belongs to another model, objective, optimizer or batching; nothing was changed.</exception>
     public TrainingResult Train(Func<int, IEnumerable<DistillationBatch<TInput>>> dataForEpoch, IEnumerable<DistillationBatch<TInput>>? evaluationData = null,
         IReadOnlyList<IDistillationCallback>? callbacks = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -92,12 +97,9 @@ public sealed class DistillationTrainer<TInput>
         callbacks ??= [];
         var control = new TrainerControl();
         int accumulation = _options.GradientAccumulationSteps;
-        long totalSteps = _options.MaxSteps ?? _options.Epochs * StepsPerEpoch(dataForEpoch(0), accumulation);
-
-        TrainerState state = StartOrResume();
-        long step = state.Step, skippedSteps = state.SkippedSteps, resumeSkip = state.MicroBatchesIntoEpoch;
-        int epoch = state.Epoch;
-        bool resuming = _options.ResumeFrom is not null && step > 0;
+        long totalSteps = _options.MaxSteps ?? _options.Epochs * StepsPerEpoch(dataForEpoch, accumulation);
+        RemoveIncompleteCheckpointWrites();
+        (TrainingRun run, long? expectedFirstRows) = StartOrResume(totalSteps);
         StepReport? lastStep = null;
         EvaluationReport? lastEvaluation = null;
         string? lastCheckpoint = null;
@@ -105,112 +107,103 @@ public sealed class DistillationTrainer<TInput>
 
         _student.Module.train();
         _objective.train();
-        while (step < totalSteps && !control.ShouldStop && !cancelled)
+        while (run.Step < totalSteps && !control.ShouldStop && !cancelled)
         {
-            string epochStartRng = resuming ? state.EpochStartRngState : CheckpointStore.CaptureRng();
-            if (resuming) CheckpointStore.RestoreRng(state.EpochStartRngState);
-            long consumed = 0;
+            run.BeginEpoch();
             var pending = new List<DistillationBatch<TInput>>(accumulation);
-            using IEnumerator<DistillationBatch<TInput>> batches = dataForEpoch(epoch).GetEnumerator();
+            using IEnumerator<DistillationBatch<TInput>> batches = dataForEpoch(run.Epoch).GetEnumerator();
             bool any = false;
-            while (step < totalSteps && !control.ShouldStop)
+            while (run.Step < totalSteps && !control.ShouldStop)
             {
                 bool more = batches.MoveNext();
                 if (more)
                 {
+                    DistillationBatch<TInput> batch = batches.Current;
+                    if (!any && run.IsResuming) RequireSameBatching(expectedFirstRows, RowsOf(batch));
                     any = true;
-                    if (consumed < resumeSkip)
+                    run.SawMicroBatch(RowsOf(batch));
+                    if (run.AlreadyConsumed())
                     {
-                        consumed++;
-                        BatchPlacement.Release(batches.Current);
+                        BatchPlacement.Release(batch);
                         continue;
                     }
-                    if (resuming)
-                    {
-                        CheckpointStore.RestoreRng(state.RngState); // after skipping: the RNG is exactly where the interrupted run left it
-                        resuming = false;
-                    }
-                    pending.Add(batches.Current);
+                    pending.Add(batch);
                     if (pending.Count < accumulation) continue;
                 }
                 if (pending.Count == 0) break;
 
-                lastStep = RunStep(pending, step, epoch, totalSteps);
-                consumed += pending.Count;
+                lastStep = RunStep(pending, run, totalSteps);
+                run.CompleteStep(pending.Count, lastStep.Skipped);
                 pending.ForEach(BatchPlacement.Release);
                 pending.Clear();
-                step++;
-                if (lastStep.Skipped) skippedSteps++;
                 foreach (IDistillationCallback callback in callbacks) callback.OnStepEnd(lastStep, control);
-                if (step % _options.LoggingInterval == 0 || step == totalSteps)
+                if (run.Step % _options.LoggingInterval == 0 || run.Step == totalSteps)
                 {
-                    _logger.LogInformation("step {Step}/{Total} loss {Loss:0.#####} lr {LearningRate:0.####E+0} {Terms}", step, totalSteps, lastStep.Loss,
+                    _logger.LogInformation("step {Step}/{Total} loss {Loss:0.#####} lr {LearningRate:0.####E+0} {Terms}", run.Step, totalSteps, lastStep.Loss,
                         lastStep.LearningRate, string.Join(" ", lastStep.Terms.Select(t => $"{t.Key} {t.Value:0.#####}")));
-                    progress?.Report(new TrainingProgress(step, totalSteps, lastStep.Loss));
+                    progress?.Report(new TrainingProgress(run.Step, totalSteps, lastStep.Loss));
                 }
-                if (evaluationData is not null && _options.EvaluationInterval > 0 && step % _options.EvaluationInterval == 0 && step < totalSteps)
+                if (evaluationData is not null && _options.EvaluationInterval > 0 && run.Step % _options.EvaluationInterval == 0 && run.Step < totalSteps)
                 {
-                    lastEvaluation = Evaluate(evaluationData, step, callbacks, control);
+                    lastEvaluation = Evaluate(evaluationData, run.Step, callbacks, control);
                 }
-
-                var position = new TrainerState(step, epoch, consumed, skippedSteps, "", epochStartRng);
                 if (cancellationToken.IsCancellationRequested)
                 {
                     cancelled = true;
-                    lastCheckpoint = Checkpoint(position, callbacks) ?? lastCheckpoint;
-                    _logger.LogWarning("Cancelled at step {Step}; {Checkpoint}", step, lastCheckpoint is null ? "no CheckpointDirectory, so nothing was saved" : $"resume from {lastCheckpoint}");
+                    lastCheckpoint = Checkpoint(run, totalSteps, callbacks) ?? lastCheckpoint;
+                    _logger.LogWarning("Cancelled at step {Step}; {Checkpoint}", run.Step, lastCheckpoint is null ? "no CheckpointDirectory, so nothing was saved" : $"resume from {lastCheckpoint}");
                     break;
                 }
-                if (_options.CheckpointInterval > 0 && step % _options.CheckpointInterval == 0 && step < totalSteps)
+                if (_options.CheckpointInterval > 0 && run.Step % _options.CheckpointInterval == 0 && run.Step < totalSteps)
                 {
-                    lastCheckpoint = Checkpoint(position, callbacks) ?? lastCheckpoint;
+                    lastCheckpoint = Checkpoint(run, totalSteps, callbacks) ?? lastCheckpoint;
                 }
                 if (!more) break;
             }
-            if (!any) throw new InvalidOperationException($"The training data for epoch {epoch} is empty.");
-            if (resuming)
+            if (!any) throw new InvalidOperationException($"The training data for epoch {run.Epoch} is empty.");
+            run.FinishResume(); // the checkpoint closed its epoch: no batch followed it, so the RNG is restored here
+            if (run.Step < totalSteps && !cancelled && !control.ShouldStop)
             {
-                // The checkpoint closed its epoch: no batch followed it, so restore the RNG here instead.
-                CheckpointStore.RestoreRng(state.RngState);
-                resuming = false;
+                run.NextEpoch();
             }
-            if (step < totalSteps && !cancelled && !control.ShouldStop)
+            else if (run.Step >= totalSteps && !cancelled)
             {
-                epoch++;
-                resumeSkip = 0;
-            }
-            else if (step >= totalSteps && !cancelled && _options.CheckpointDirectory is not null)
-            {
-                lastCheckpoint = Checkpoint(new TrainerState(step, epoch, consumed, skippedSteps, "", epochStartRng), callbacks) ?? lastCheckpoint;
+                lastCheckpoint = Checkpoint(run, totalSteps, callbacks) ?? lastCheckpoint;
             }
         }
 
-        if (evaluationData is not null && !cancelled) lastEvaluation = Evaluate(evaluationData, step, callbacks, control);
-        var result = new TrainingResult(step, skippedSteps, cancelled, control.ShouldStop && step < totalSteps, lastStep, lastEvaluation, lastCheckpoint);
+        if (evaluationData is not null && !cancelled) lastEvaluation = Evaluate(evaluationData, run.Step, callbacks, control);
+        var result = new TrainingResult(run.Step, run.SkippedSteps, cancelled, control.ShouldStop && run.Step < totalSteps, lastStep, lastEvaluation, lastCheckpoint);
         foreach (IDistillationCallback callback in callbacks) callback.OnTrainingEnd(result);
         return result;
     }
 
-    /// <summary>Evaluates the student (and, once per trainer, the first teacher) on <paramref name="data"/>.</summary>
+    /// <summary>Evaluates the student (and, once per dataset, the first teacher) on <paramref name="data"/>.</summary>
     public EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data) => Evaluate(data, 0, [], new TrainerControl());
 
     private EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data, long step, IReadOnlyList<IDistillationCallback> callbacks, TrainerControl control)
     {
         Evaluator.Quality student = Evaluator.Measure(_student, data, Device);
         // A cached teacher has no logits to score, and no teacher at all has nothing to score.
-        _teacherQuality ??= _teachers.Count > 0 && _teachers[0] is not CachedTeacher<TInput>
-            ? Evaluator.Measure(_teachers[0], data, Device)
-            : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
-        double retention = student.MetricName == "accuracy" ? student.Metric / _teacherQuality.Metric : _teacherQuality.Metric / student.Metric;
-        var report = new EvaluationReport(step, student.MetricName, student.Metric, _teacherQuality.Metric, student.Loss, _teacherQuality.Loss, retention);
+        if (!_teacherQuality.TryGetValue(data, out Evaluator.Quality? teacher))
+        {
+            teacher = _teachers.Count > 0 && _teachers[0] is not CachedTeacher<TInput>
+                ? Evaluator.Measure(_teachers[0], data, Device)
+                : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
+            _teacherQuality[data] = teacher;
+        }
+        double retention = student.MetricName == "accuracy" ? student.Metric / teacher.Metric : teacher.Metric / student.Metric;
+        var report = new EvaluationReport(step, student.MetricName, student.Metric, teacher.Metric, student.Loss, teacher.Loss, retention);
         _logger.LogInformation("evaluation at step {Step}: student {Metric} {Student:0.####} (loss {Loss:0.####}), teacher {Teacher:0.####}, retention {Retention:P1}",
             step, report.MetricName, report.StudentMetric, report.StudentLoss, report.TeacherMetric, report.Retention);
         foreach (IDistillationCallback callback in callbacks) callback.OnEvaluation(report, control);
         return report;
     }
 
-    private StepReport RunStep(List<DistillationBatch<TInput>> microBatches, long step, int epoch, long totalSteps)
+    private StepReport RunStep(List<DistillationBatch<TInput>> microBatches, TrainingRun run, long totalSteps)
     {
+        long step = run.Step;
+        int epoch = run.Epoch;
         double learningRate = LearningRateSchedule.At(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.Decay);
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = learningRate;
 
@@ -225,7 +218,7 @@ public sealed class DistillationTrainer<TInput>
 
         // Term values stay on the device until the step ends: one host read per step, not one per term and micro-batch.
         // A non-finite loss is therefore found after its backward pass; its gradients are discarded before any update.
-        var values = new List<(string Name, double Weight, Tensor Value)>();
+        var values = new List<(string Name, double Weight, Tensor Value, int MicroBatch)>();
         for (int i = 0; i < batches.Length; i++)
         {
             if (shares[i] == 0) continue; // a micro-batch with no real token contributes nothing
@@ -242,7 +235,7 @@ public sealed class DistillationTrainer<TInput>
             (result.Total * shares[i]).backward();
             foreach ((string name, Tensor value, double weight) in result.Terms)
             {
-                values.Add((name, weight, (value.detach().to(ScalarType.Float32).reshape(1) * shares[i]).MoveToOuterDisposeScope()));
+                values.Add((name, weight, (value.detach().to(ScalarType.Float32).reshape(1) * shares[i]).MoveToOuterDisposeScope(), i));
             }
         }
 
@@ -251,6 +244,7 @@ public sealed class DistillationTrainer<TInput>
         var terms = new Dictionary<string, double>();
         string? failedTerm = null;
         double failedValue = 0;
+        int failedMicroBatch = -1;
         for (int k = 0; k < values.Count; k++)
         {
             terms[values[k].Name] = terms.GetValueOrDefault(values[k].Name) + read[k];
@@ -259,6 +253,7 @@ public sealed class DistillationTrainer<TInput>
             {
                 failedTerm = values[k].Name;
                 failedValue = read[k];
+                failedMicroBatch = values[k].MicroBatch;
             }
         }
 
@@ -271,8 +266,11 @@ public sealed class DistillationTrainer<TInput>
         if (failedTerm is not null)
         {
             _optimizer.zero_grad();
-            if (_options.NonFiniteLoss == NonFiniteLossPolicy.Stop) throw new NonFiniteLossException(step, failedTerm, failedValue);
-            _logger.LogWarning("Step {Step} skipped: {Term} was {Value}", step + 1, failedTerm, failedValue);
+            // The micro-batch's position in its epoch (0-based), counting those the step consumed before it.
+            long? position = failedMicroBatch >= 0 ? run.MicroBatchesIntoEpoch + failedMicroBatch : null;
+            if (_options.NonFiniteLoss == NonFiniteLossPolicy.Stop) throw new NonFiniteLossException(step, failedTerm, failedValue, epoch, position);
+            _logger.LogWarning("Step {Step} skipped: {Term} was {Value} (epoch {Epoch}, micro-batch {MicroBatch} of the epoch)", step + 1, failedTerm, failedValue,
+                epoch, position?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a");
             return new StepReport(step + 1, epoch, double.NaN, terms, learningRate, gradientNorm, Skipped: true, totalRows);
         }
         _optimizer.step();
@@ -297,24 +295,73 @@ public sealed class DistillationTrainer<TInput>
         return norms.Length == 0 ? 0 : stack(norms).norm().item<float>();
     }
 
-    private TrainerState StartOrResume()
+    /// <summary>A fresh run (seeded), or one restored from the checkpoint ResumeFrom names; also the first-batch rows that checkpoint recorded.</summary>
+    private (TrainingRun Run, long? ExpectedFirstRows) StartOrResume(long totalSteps)
     {
         if (_options.ResumeFrom is { } resumeFrom)
         {
-            string checkpoint = CheckpointStore.Locate(resumeFrom, _options.CheckpointDirectory);
-            TrainerState state = CheckpointStore.Read(checkpoint, _student.Module, _objective, _optimizer);
-            _logger.LogInformation("Resuming from {Checkpoint} at step {Step}", checkpoint, state.Step);
-            return state;
+            VerifiedCheckpoint? checkpoint;
+            if (resumeFrom == Checkpoints.Latest)
+            {
+                checkpoint = CheckpointStore.Latest(_options.CheckpointDirectory!, _logger);
+                if (checkpoint is null) _logger.LogInformation("ResumeFrom = \"latest\": {Directory} holds no checkpoint yet, so this is a fresh run", _options.CheckpointDirectory);
+            }
+            else
+            {
+                if (!Directory.Exists(resumeFrom)) throw new DirectoryNotFoundException($"ResumeFrom = {resumeFrom}: no such checkpoint folder.");
+                checkpoint = CheckpointStore.Verify(resumeFrom);
+            }
+            if (checkpoint is not null)
+            {
+                TrainerState state = CheckpointStore.Restore(checkpoint, _student.Module, _objective, _optimizer, _createOptimizer, _trainable,
+                    CurrentSettings(totalSteps, null), _logger);
+                _logger.LogInformation("Resuming from {Checkpoint} at step {Step}", checkpoint.Path, state.Step);
+                return (TrainingRun.ResumedFrom(state), checkpoint.Manifest.Settings.MicroBatchRows);
+            }
         }
         if (_options.Seed is long seed) manual_seed(seed);
-        return new TrainerState(0, 0, 0, 0, "", "");
+        return (TrainingRun.Fresh(), null);
     }
 
-    private string? Checkpoint(TrainerState position, IReadOnlyList<IDistillationCallback> callbacks)
+    private CheckpointSettings CurrentSettings(long totalSteps, long? firstRows) => new(totalSteps, _options.MaxSteps, _options.Epochs,
+        _options.GradientAccumulationSteps, firstRows, _options.LearningRate, _options.WarmupSteps, _options.Decay.ToString(), _options.WeightDecay,
+        _options.MaxGradientNorm, _objective.Terms.Select(t => t.Name).ToArray());
+
+    private static void RequireSameBatching(long? expected, long? actual)
+    {
+        if (expected is long e && actual is long a && e != a)
+        {
+            throw new InvalidOperationException(
+                $"The checkpoint was written while the epoch's first micro-batch had {e} rows; on resume it has {a}. The data or batch size changed, so the saved " +
+                "data position no longer points at the same examples. Resume with the data the run was started with, or start a new run.");
+        }
+    }
+
+    /// <summary>A micro-batch's rows: the first dimension of its input tensor or token ids, else of its labels or mask.</summary>
+    private static long? RowsOf(DistillationBatch<TInput> batch) => batch.Inputs switch
+    {
+        Tensor t when t.dim() > 0 => t.shape[0],
+        TokenBatch b => b.InputIds.shape[0],
+        _ => batch.Labels is { } l && l.dim() > 0 ? l.shape[0] : batch.Mask is { } m && m.dim() > 0 ? m.shape[0] : null,
+    };
+
+    private void RemoveIncompleteCheckpointWrites()
+    {
+        if (_options.CheckpointDirectory is null) return;
+        foreach (string stale in Checkpoints.RemoveIncompleteWrites(_options.CheckpointDirectory))
+        {
+            _logger.LogWarning("Removed {Folder}: a checkpoint write that an earlier run did not finish", stale);
+        }
+    }
+
+    private string? Checkpoint(TrainingRun run, long totalSteps, IReadOnlyList<IDistillationCallback> callbacks)
     {
         if (_options.CheckpointDirectory is null) return null;
-        string path = CheckpointStore.Write(_options.CheckpointDirectory, _options.KeepCheckpoints, _student.Module, _objective, _optimizer,
-            position with { RngState = CheckpointStore.CaptureRng() });
+        TrainerState state = run.Snapshot(); // before any callback runs, so the saved RNG is the one training continues with
+        string target = Path.Combine(_options.CheckpointDirectory, CheckpointStore.Prefix + run.Step.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (IDistillationCallback callback in callbacks) callback.OnCheckpointStarting(run.Step, target);
+        string path = CheckpointStore.Write(_options.CheckpointDirectory, _options.KeepCheckpoints, _student.Module, _objective, _optimizer, state,
+            CurrentSettings(totalSteps, run.EpochFirstRows), _logger);
         _logger.LogInformation("Checkpoint written: {Path}", path);
         foreach (IDistillationCallback callback in callbacks) callback.OnCheckpoint(path);
         return path;
@@ -334,10 +381,30 @@ public sealed class DistillationTrainer<TInput>
         if (dtype is ScalarType type) teacher.to(type);
     }
 
-    private static long StepsPerEpoch(IEnumerable<DistillationBatch<TInput>> data, int accumulation)
+    /// <summary>
+    /// Steps in an epoch, for Epochs-based runs. A collection is counted without enumerating it; a generator is
+    /// enumerated once (its batches released as the trainer would, and torch's RNG put back afterwards so the count
+    /// leaves no trace). Give MaxSteps to avoid that pass.
+    /// </summary>
+    private long StepsPerEpoch(Func<int, IEnumerable<DistillationBatch<TInput>>> dataForEpoch, int accumulation)
     {
-        long microBatches = data.TryGetNonEnumeratedCount(out int count) ? count : data.LongCount();
+        IEnumerable<DistillationBatch<TInput>> data = dataForEpoch(0);
+        long microBatches = data.TryGetNonEnumeratedCount(out int count) ? count : CountOnce(data);
         if (microBatches == 0) throw new InvalidOperationException("The training data is empty.");
         return (microBatches + accumulation - 1) / accumulation;
+    }
+
+    private long CountOnce(IEnumerable<DistillationBatch<TInput>> data)
+    {
+        string rng = CheckpointStore.CaptureRng();
+        long counted = 0;
+        foreach (DistillationBatch<TInput> batch in data)
+        {
+            counted++;
+            BatchPlacement.Release(batch);
+        }
+        CheckpointStore.RestoreRng(rng);
+        _logger.LogInformation("Counted {MicroBatches} micro-batches in epoch 0 by enumerating it once (set MaxSteps to skip this pass)", counted);
+        return counted;
     }
 }

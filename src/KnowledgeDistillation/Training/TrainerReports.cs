@@ -45,21 +45,35 @@ public sealed record TrainingResult(long Steps, long SkippedSteps, bool Cancelle
 public sealed class NonFiniteLossException : Exception
 {
     /// <summary>Creates the exception.</summary>
-    public NonFiniteLossException(long step, string term, double value)
-        : base($"The {(term == "gradient" ? "gradient norm" : $"objective term \"{term}\"")} was {value} at step {step + 1}; the weights were not updated. " +
-               "Lower the learning rate, clip gradients, check the inputs, or set NonFiniteLoss = SkipStep.")
+    /// <param name="step">The 0-based step that failed.</param>
+    /// <param name="term">The first term (in micro-batch, then term order) that went non-finite, or "gradient".</param>
+    /// <param name="value">Its value.</param>
+    /// <param name="epoch">The epoch of the step, or -1 when unknown.</param>
+    /// <param name="microBatchInEpoch">The 0-based position in its epoch of the micro-batch where the term went non-finite; null for the gradient.</param>
+    public NonFiniteLossException(long step, string term, double value, int epoch = -1, long? microBatchInEpoch = null)
+        : base($"The {(term == "gradient" ? "gradient norm" : $"objective term \"{term}\"")} was {value} at step {step + 1}" +
+               (microBatchInEpoch is long m ? $" (epoch {epoch}, micro-batch {m} of the epoch, counting from 0)" : epoch >= 0 ? $" (epoch {epoch})" : "") +
+               "; the weights were not updated. Lower the learning rate, clip gradients, check the inputs, or set NonFiniteLoss = SkipStep.")
     {
         Step = step;
         Term = term;
         Value = value;
+        Epoch = epoch;
+        MicroBatchInEpoch = microBatchInEpoch;
     }
 
     /// <summary>The 0-based step that failed.</summary>
     public long Step { get; }
 
-    /// <summary>The term that went non-finite, or "gradient".</summary>
+    /// <summary>The term that went non-finite first, or "gradient".</summary>
     public string Term { get; }
 
     /// <summary>The non-finite value.</summary>
     public double Value { get; }
+
+    /// <summary>The epoch of the failed step, or -1 when unknown.</summary>
+    public int Epoch { get; }
+
+    /// <summary>The 0-based position in its epoch of the micro-batch where the term first went non-finite; null for a non-finite gradient.</summary>
+    public long? MicroBatchInEpoch { get; }
 }

@@ -52,7 +52,7 @@ public class ResumeAndMemoryTests
         first.Cancelled.Should().BeTrue();
         first.Steps.Should().Be(6, "cancellation stops at the next step boundary");
         Path.GetFileName(first.LastCheckpoint).Should().Be("checkpoint-6");
-        Directory.GetFiles(first.LastCheckpoint!).Select(Path.GetFileName).Should().BeEquivalentTo("student.dat", "objective.dat", "optimizer.dat", "trainer.json");
+        Directory.GetFiles(first.LastCheckpoint!).Select(Path.GetFileName).Should().BeEquivalentTo("student.dat", "objective.dat", "optimizer.dat", "trainer.json", "manifest.json");
         resumed.Steps.Should().Be(Steps);
         SameWeights(Snapshot(resumedStudent), Snapshot(uninterruptedStudent)).Should().BeTrue("resume restores weights, optimizer, schedule, data position and RNG");
         Directory.GetDirectories(interrupted.Path).Select(Path.GetFileName).Should().BeEquivalentTo("checkpoint-6", "checkpoint-14");
