@@ -26,14 +26,30 @@ public sealed class AttentionMseLoss : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Creates the loss.</summary>
     /// <param name="kind">Whether the maps are probabilities or pre-softmax scores.</param>
     /// <param name="maskedScoreThreshold">With scores, cells at or below this value in either map are treated as masked (default -1e4).</param>
-    public AttentionMseLoss(AttentionMapKind kind = AttentionMapKind.Probabilities, double maskedScoreThreshold = -1e4)
+    /// <param name="countMaskedCells">
+    /// False (default): masked cells leave both the sum and the count. True: TinyBERT's convention — each map's masked
+    /// cells are set to 0 on their own (a cell masked in one map only still counts as (0 − other)²), padded cells are
+    /// zeroed in both, and the sum is divided by every cell, B·H·S·S. See <see cref="TinyBert"/>.
+    /// </param>
+    public AttentionMseLoss(AttentionMapKind kind = AttentionMapKind.Probabilities, double maskedScoreThreshold = -1e4, bool countMaskedCells = false)
         : base(nameof(AttentionMseLoss))
     {
         if (!Enum.IsDefined(kind)) throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown attention map kind.");
         if (double.IsNaN(maskedScoreThreshold)) throw new ArgumentOutOfRangeException(nameof(maskedScoreThreshold), maskedScoreThreshold, "maskedScoreThreshold must be a number.");
         Kind = kind;
         MaskedScoreThreshold = maskedScoreThreshold;
+        CountMaskedCells = countMaskedCells;
     }
+
+    /// <summary>
+    /// TinyBERT's attention loss exactly (Jiao et al. 2020, its general-distillation code): pre-softmax scores, cells
+    /// at or below −100 set to 0 in each map separately (its attention masks add −10000, so a masked cell holds
+    /// score − 10000), then the mean squared difference over all B·H·S·S cells.
+    /// </summary>
+    public static AttentionMseLoss TinyBert() => new(AttentionMapKind.Scores, maskedScoreThreshold: -100, countMaskedCells: true);
+
+    /// <summary>Whether masked cells are zeroed and counted (TinyBERT) instead of left out.</summary>
+    public bool CountMaskedCells { get; }
 
     /// <summary>What the maps hold.</summary>
     public AttentionMapKind Kind { get; }
@@ -68,6 +84,12 @@ public sealed class AttentionMseLoss : nn.Module<Tensor, Tensor, Tensor>
                 nameof(teacherAttention));
         }
         long studentHeads = s[1], teacherHeads = t[1];
+        if (studentHeads < 1 || teacherHeads < 1)
+        {
+            throw new ArgumentException(
+                $"attention maps need at least one head; got studentAttention {Shapes.Describe(s)} and teacherAttention {Shapes.Describe(t)}.",
+                studentHeads < 1 ? nameof(studentAttention) : nameof(teacherAttention));
+        }
         if (teacherHeads % studentHeads != 0)
         {
             throw new ArgumentException(
@@ -91,16 +113,28 @@ public sealed class AttentionMseLoss : nn.Module<Tensor, Tensor, Tensor>
         Tensor? keep = null;
         Tensor? tokens = RowMask.Resolve([s[0], s[2]], student.device, paddingMask, null, 0, nameof(paddingMask));
         if (tokens is not null) keep = tokens.unsqueeze(1).unsqueeze(-1).logical_and(tokens.unsqueeze(1).unsqueeze(2)).expand(s[0], studentHeads, s[2], s[3]);
+        Tensor zero = zeros(1, dtype: type, device: student.device);
+        if (CountMaskedCells)
+        {
+            if (Kind == AttentionMapKind.Scores)
+            {
+                student = where(student.le(MaskedScoreThreshold), zero, student);
+                teacher = where(teacher.le(MaskedScoreThreshold), zero, teacher);
+            }
+            if (keep is not null)
+            {
+                student = where(keep, student, zero);
+                teacher = where(keep, teacher, zero);
+            }
+            return RowMask.Mean((student - teacher).square(), null).MoveToOuterDisposeScope();
+        }
         if (Kind == AttentionMapKind.Scores)
         {
             Tensor real = student.gt(MaskedScoreThreshold).logical_and(teacher.gt(MaskedScoreThreshold));
             keep = keep is null ? real : keep.logical_and(real);
         }
-
-        if (keep is null) return (student - teacher).square().mean().MoveToOuterDisposeScope();
-        Tensor zero = zeros(1, dtype: type, device: student.device);
+        if (keep is null) return RowMask.Mean((student - teacher).square(), null).MoveToOuterDisposeScope();
         // where() on the inputs as well: a masked -inf score must not turn into NaN in the gradient.
-        Tensor kept = (where(keep, student, zero) - where(keep, teacher, zero)).square();
-        return (kept.sum() / keep.sum().to(type).clamp_min(1)).MoveToOuterDisposeScope();
+        return RowMask.Mean((where(keep, student, zero) - where(keep, teacher, zero)).square(), keep).MoveToOuterDisposeScope();
     }
 }

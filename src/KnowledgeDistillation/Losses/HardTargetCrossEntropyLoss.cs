@@ -55,7 +55,8 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         using var scope = NewDisposeScope();
         long classes = studentLogits.shape[^1];
         Tensor keep = RowMask.Resolve(studentLogits.shape[..^1], studentLogits.device, mask, labels, IgnoreIndex)!;
-        Tensor safeLabels = where(keep, labels.to(studentLogits.device), zeros(1, dtype: labels.dtype, device: studentLogits.device));
+        // Any integer label type is accepted: libtorch's NLL and gather need int64 indices.
+        Tensor safeLabels = where(keep, labels.to(ScalarType.Int64, studentLogits.device), zeros(1, dtype: ScalarType.Int64, device: studentLogits.device));
         if (labels.device_type == DeviceType.CPU) RequireLabelsInRange(labels, keep, classes);
 
         ScalarType type = LossInputs.ComputeType(studentLogits);

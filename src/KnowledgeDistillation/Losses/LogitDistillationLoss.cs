@@ -134,8 +134,10 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         }
         Tensor value = total.squeeze();
         if (gradient is null) return value;
-        // -inf logits (zero-probability classes) have gradient 0; clamping them to the lowest finite value keeps 0 · s from being NaN.
-        Tensor surrogate = gradient.to(student.dtype).flatten().dot(student.clamp_min(finfo(student.dtype).min).flatten()).to(type);
+        // The gradient is 0 on dropped rows and on -inf logits (zero-probability classes); zeroing the dropped rows and clamping
+        // -inf to the lowest finite value keeps 0 · s from being NaN when a dropped row holds NaN or ±inf.
+        Tensor kept = RowMask.ZeroDropped(student, keep, 1).clamp_min(finfo(student.dtype).min);
+        Tensor surrogate = gradient.to(student.dtype).flatten().dot(kept.flatten()).to(type);
         return value + (surrogate - surrogate.detach());
     }
 

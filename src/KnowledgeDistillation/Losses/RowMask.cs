@@ -54,10 +54,13 @@ internal static class RowMask
         return where(k, values, zeros(1, dtype: values.dtype, device: values.device));
     }
 
-    /// <summary>Mean of <paramref name="perRow"/> over the kept rows; 0 when none is kept.</summary>
+    /// <summary>
+    /// Mean of <paramref name="perRow"/> over the kept entries (<paramref name="keep"/> has its shape); 0 with zero
+    /// gradient when none is kept, including an empty input (the element count is metadata: no host read).
+    /// </summary>
     public static Tensor Mean(Tensor perRow, Tensor? keep)
     {
-        if (keep is null) return perRow.mean();
+        if (keep is null) return perRow.numel() == 0 ? perRow.sum() : perRow.mean();
         Tensor kept = where(keep, perRow, zeros(1, dtype: perRow.dtype, device: perRow.device));
         return kept.sum() / keep.sum().to(perRow.dtype).clamp_min(1);
     }

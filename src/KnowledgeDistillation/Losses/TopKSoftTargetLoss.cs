@@ -52,11 +52,18 @@ public sealed class TopKSoftTargetLoss : nn.Module<Tensor, TopKTargets, Tensor>
                 $"teacher indices {Shapes.Describe(teacher.Indices.shape)}.", nameof(teacher));
         }
 
+        LossInputs.RequireSameDevice(studentLogits, nameof(studentLogits), teacher.Indices, nameof(teacher));
+        LossInputs.RequireSameDevice(studentLogits, nameof(studentLogits), teacher.Probabilities, nameof(teacher));
+        if (teacher.Indices.device_type == DeviceType.CPU && teacher.Indices.numel() > 0 && teacher.Indices.max().item<long>() is long top && top >= studentLogits.shape[^1])
+        {
+            throw new ArgumentException($"teacher indices must be classes in [0, {studentLogits.shape[^1]}); found {top}.", nameof(teacher));
+        }
+
         using var scope = NewDisposeScope();
         ScalarType type = LossInputs.ComputeType(studentLogits);
         Tensor? keep = RowMask.Resolve(studentLogits.shape[..^1], studentLogits.device, mask, labels, IgnoreIndex);
         double t = teacher.Temperature, lowest = finfo(type).min;
-        Tensor indices = teacher.Indices.to(studentLogits.device);
+        Tensor indices = teacher.Indices.to(ScalarType.Int64);
 
         Tensor scaled = RowMask.ZeroDropped(studentLogits.to(type), keep, 1) / t;
         Tensor logPartition = scaled.logsumexp(-1, keepdim: true);

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Models;
@@ -24,9 +25,21 @@ public sealed class TopKTargets : IDisposable
                 $"probabilities must be [..., k + 1] and indices [..., k] with the same leading shape; got {Shapes.Describe(probabilities.shape)} and {Shapes.Describe(indices.shape)}.",
                 nameof(probabilities));
         }
+        if (!is_floating_point(probabilities.dtype))
+        {
+            throw new ArgumentException($"probabilities must be a floating-point tensor; got {probabilities.dtype}.", nameof(probabilities));
+        }
+        if (!is_integral(indices.dtype) || indices.dtype == ScalarType.Bool)
+        {
+            throw new ArgumentException($"indices must be an integer tensor of class indices; got {indices.dtype}.", nameof(indices));
+        }
+        if (indices.device_type == DeviceType.CPU && indices.numel() > 0 && indices.min().item<long>() < 0)
+        {
+            throw new ArgumentException($"indices must be class indices, 0 or more; found {indices.min().item<long>()}.", nameof(indices));
+        }
         Probabilities = probabilities;
         Indices = indices;
-        Temperature = temperature;
+        Temperature = Losses.LossInputs.RequireTemperature(temperature, nameof(temperature));
     }
 
     /// <summary>float32 <c>[..., k + 1]</c>: the k top probabilities, then the tail mass.</summary>

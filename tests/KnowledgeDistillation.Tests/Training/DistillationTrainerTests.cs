@@ -156,8 +156,8 @@ public class DistillationTrainerTests
 
         if (policy == NonFiniteLossPolicy.Stop)
         {
-            train.Should().Throw<NonFiniteLossException>().Where(e => e.Step == 2 && e.Term == "exploding")
-                .WithMessage("The objective term \"exploding\" was NaN at step 3; the weights were not updated.*");
+            train.Should().Throw<NonFiniteLossException>().Where(e => e.Step == 2 && e.Term == "exploding" && e.Epoch == 0 && e.MicroBatchInEpoch == 2)
+                .WithMessage("The objective term \"exploding\" was NaN at step 3 (epoch 0, micro-batch 2 of the epoch, counting from 0); the weights were not updated.*");
             SameWeights(Snapshot(student), snapshots[^1]).Should().BeTrue("the failed step did not touch the weights");
         }
         else
