@@ -22,9 +22,9 @@ internal static class Networks
 
     /// <summary>A teacher whose "forward pass" reads precomputed logits ([views, images, classes]) for the batch's view and rows.</summary>
     public static IDistillationModel<Images> CachedTeacher(Tensor logits) =>
-        DistillationModel.FromDelegate<nn.Module, Images>(new CachedLogits(), (_, batch, _) => new ModelOutput(logits[batch.View].index_select(0, batch.Rows)));
+        DistillationModel.FromFunction<Images>((batch, _) => new ModelOutput(logits[batch.View].index_select(0, batch.Rows)));
 
-    public static IDistillationModel<Images> Student(nn.Module<Tensor, Tensor> model) =>
+    public static IModuleModel<Images> Student(nn.Module<Tensor, Tensor> model) =>
         DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, Images>(model, (m, batch, _) => new ModelOutput(m.call(batch.Pixels)));
 
     public static void Fit(string name, IReadOnlyList<IDistillationModel<Images>> teachers, nn.Module<Tensor, Tensor> model, DistillationObjective objective,
@@ -81,6 +81,4 @@ internal static class Networks
         using var scope = NewDisposeScope();
         return (int)Logits(model, data.TestImages).argmax(-1).ne(data.TestLabels).sum().item<long>();
     }
-
-    private sealed class CachedLogits() : nn.Module("CachedLogits");
 }

@@ -58,7 +58,7 @@ static int Run(string output, bool quick)
     }
     double teacherSeconds = timer.Elapsed.TotalSeconds;
 
-    LayerMap map = LayerMap.Create(teacherConfig, studentConfig, LayerSelection.UniformSpread, includeEmbeddings: true);
+    LayerMap map = LayerSelection.UniformSpread.Map(teacherConfig, studentConfig, includeEmbeddings: true);
     var runs = new (string Name, DistillationObjective Objective)[]
     {
         ("student alone (labels only)", DistillationObjective.Create().HardTargets(1.0).Build()),

@@ -57,7 +57,7 @@ internal sealed class Experiment(Settings settings)
         // Distilled: half the layers, initialised from teacher layers (uniform spread keeps the first and the last).
         manual_seed(settings.Seed);
         Student<GptModel> student = StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = TeacherConfig.Layers / 2, Selection = LayerSelection.UniformSpread });
-        LayerMap map = LayerMap.Create(teacher.Config, student.Model.Config, LayerSelection.UniformSpread);
+        LayerMap map = LayerSelection.UniformSpread.Map(teacher.Config, student.Model.Config);
         DistillationObjective objective = DistillationObjective.Create()
             .SoftTargets(0.5, temperature: settings.Temperature)
             .HardTargets(0.5)

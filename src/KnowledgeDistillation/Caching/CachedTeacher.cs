@@ -10,9 +10,10 @@ namespace KnowledgeDistillation.Caching;
 /// cannot use it. The trainer does not evaluate a cached teacher (its quality is reported as NaN).
 /// </summary>
 /// <typeparam name="TInput">The batch type.</typeparam>
-public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>
+public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>, IDevicePlacement, ITopKTeacher
 {
     private readonly Func<TInput, Tensor> _exampleIndices;
+    private Device _device = CPU;
 
     /// <summary>Creates the teacher.</summary>
     /// <param name="cache">The cache; not owned (dispose it after training).</param>
@@ -26,10 +27,14 @@ public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>
     /// <summary>The cache read from.</summary>
     public TeacherCache Cache { get; }
 
-    /// <summary>A module without parameters; the trainer moves it to its device, which is where the targets are read to.</summary>
-    public nn.Module Module => _module;
+    /// <summary>The cache's temperature.</summary>
+    public double TopKTemperature => Cache.Temperature;
 
-    private readonly DeviceMarker _module = new();
+    /// <summary>Only top-k targets: no logits, hidden states or attention.</summary>
+    public ModelOutputKinds Provides => ModelOutputKinds.TopKTargets;
+
+    /// <summary>The trainer's device, where the targets are read to (the CPU until placed).</summary>
+    public void PlaceOn(Device device) => _device = device ?? throw new ArgumentNullException(nameof(device));
 
     /// <inheritdoc />
     /// <exception cref="NotSupportedException">The request asks for hidden states or attention maps, which a cache does not hold.</exception>
@@ -42,18 +47,6 @@ public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>
                 $"A cached teacher holds only top-k output probabilities; the objective asks it for {request}. Use a running teacher for hidden-state and attention terms.");
         }
         // The indices are read on the host (the cache is a host file), so they may stay there; the targets go to the module's device.
-        return new ModelOutput(Cache.Read(_exampleIndices(input), _module.Marker.device));
-    }
-
-    /// <summary>No parameters, one empty buffer: moving the module moves the buffer, which records the device.</summary>
-    private sealed class DeviceMarker : nn.Module
-    {
-        public DeviceMarker()
-            : base("CachedTeacher")
-        {
-            register_buffer("marker", empty(0), persistent: false);
-        }
-
-        public Tensor Marker => get_buffer("marker")!;
+        return new ModelOutput(Cache.Read(_exampleIndices(input), _device));
     }
 }

@@ -27,10 +27,7 @@ public sealed class TeacherCacheWriter : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         if (topK < 1) throw new ArgumentOutOfRangeException(nameof(topK), topK, $"topK must be at least 1; got {topK}.");
-        if (!(temperature > 0) || !double.IsFinite(temperature))
-        {
-            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, $"temperature must be finite and > 0; got {temperature}.");
-        }
+        Losses.LossInputs.RequireTemperature(temperature, nameof(temperature));
         _path = Path.GetFullPath(path);
         _partial = _path + ".partial";
         _k = topK;

@@ -13,19 +13,19 @@ public interface IDistillationTrainerFactory
     DistillationTrainerOptions Options { get; }
 
     /// <summary>A trainer for one teacher.</summary>
-    DistillationTrainer<TInput> Create<TInput>(IDistillationModel<TInput> teacher, IDistillationModel<TInput> student, DistillationObjective objective);
+    DistillationTrainer<TInput> Create<TInput>(IDistillationModel<TInput> teacher, IModuleModel<TInput> student, DistillationObjective objective);
 
     /// <summary>A trainer for several teachers.</summary>
-    DistillationTrainer<TInput> Create<TInput>(IReadOnlyList<IDistillationModel<TInput>> teachers, IDistillationModel<TInput> student, DistillationObjective objective);
+    DistillationTrainer<TInput> Create<TInput>(IReadOnlyList<IDistillationModel<TInput>> teachers, IModuleModel<TInput> student, DistillationObjective objective);
 }
 
 internal sealed class DistillationTrainerFactory(IOptions<DistillationTrainerOptions> options, ILoggerFactory? loggerFactory = null) : IDistillationTrainerFactory
 {
     public DistillationTrainerOptions Options => options.Value;
 
-    public DistillationTrainer<TInput> Create<TInput>(IDistillationModel<TInput> teacher, IDistillationModel<TInput> student, DistillationObjective objective) =>
+    public DistillationTrainer<TInput> Create<TInput>(IDistillationModel<TInput> teacher, IModuleModel<TInput> student, DistillationObjective objective) =>
         Create([teacher], student, objective);
 
-    public DistillationTrainer<TInput> Create<TInput>(IReadOnlyList<IDistillationModel<TInput>> teachers, IDistillationModel<TInput> student, DistillationObjective objective) =>
+    public DistillationTrainer<TInput> Create<TInput>(IReadOnlyList<IDistillationModel<TInput>> teachers, IModuleModel<TInput> student, DistillationObjective objective) =>
         new(teachers, student, objective, options.Value, loggerFactory?.CreateLogger<DistillationTrainer<TInput>>());
 }

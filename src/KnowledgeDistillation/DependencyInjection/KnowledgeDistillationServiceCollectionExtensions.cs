@@ -12,7 +12,8 @@ public static class KnowledgeDistillationServiceCollectionExtensions
     /// <summary>
     /// Binds <see cref="DistillationTrainerOptions"/> from a configuration section (e.g. the
     /// <c>"KnowledgeDistillation"</c> section of <c>appsettings.json</c>), validates them when first resolved, and
-    /// registers <see cref="IDistillationTrainerFactory"/>.
+    /// registers <see cref="IDistillationTrainerFactory"/>. A key the options do not have (a misspelling such as
+    /// <c>LearningRat</c>) is an <see cref="InvalidOperationException"/> naming it when the options are first resolved.
     /// </summary>
     /// <param name="services">The service collection.</param>
     /// <param name="configurationSection">The section holding the options, e.g. <c>configuration.GetSection(DistillationTrainerOptions.SectionName)</c>.</param>
@@ -21,7 +22,9 @@ public static class KnowledgeDistillationServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configurationSection);
-        OptionsBuilder<DistillationTrainerOptions> options = services.AddOptions<DistillationTrainerOptions>().Bind(configurationSection);
+        // A misspelled key (LearningRat) is an error naming it, not a setting silently left at its default.
+        OptionsBuilder<DistillationTrainerOptions> options = services.AddOptions<DistillationTrainerOptions>()
+            .Bind(configurationSection, binder => binder.ErrorOnUnknownConfiguration = true);
         if (configure is not null) options.Configure(configure);
         return AddCore(services);
     }

@@ -29,7 +29,7 @@ public sealed class GeneralizedJensenShannonLoss : LogitDistillationLoss
     /// <param name="normalize">Divide by β(1 − β) so the loss is continuous in β (default false: GKD/TRL values).</param>
     /// <param name="scaleByTemperatureSquared">Multiply by T² (default true; a no-op at T = 1).</param>
     /// <param name="ignoreIndex">Label value marking rows to drop when labels are passed (default -100).</param>
-    public GeneralizedJensenShannonLoss(double beta = 0.5, double temperature = 1.0, bool normalize = false, bool scaleByTemperatureSquared = true, long ignoreIndex = -100)
+    public GeneralizedJensenShannonLoss(double beta = 0.5, double temperature = 1.0, bool normalize = false, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(GeneralizedJensenShannonLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
         Beta = beta;

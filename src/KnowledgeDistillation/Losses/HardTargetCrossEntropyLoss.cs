@@ -19,7 +19,7 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
     /// <summary>Creates the loss.</summary>
     /// <param name="ignoreIndex">Label value marking rows to drop (default -100).</param>
     /// <param name="labelSmoothing">ε in [0, 1].</param>
-    public HardTargetCrossEntropyLoss(long ignoreIndex = -100, double labelSmoothing = 0)
+    public HardTargetCrossEntropyLoss(long ignoreIndex = Labels.IgnoreIndex, double labelSmoothing = 0)
         : base(nameof(HardTargetCrossEntropyLoss))
     {
         if (!(labelSmoothing >= 0 && labelSmoothing <= 1))

@@ -16,7 +16,7 @@ public sealed class ReverseKLLoss : LogitDistillationLoss
     /// <param name="temperature">T; finite and &gt; 0.</param>
     /// <param name="scaleByTemperatureSquared">Multiply by T² (default true; a no-op at T = 1).</param>
     /// <param name="ignoreIndex">Label value marking rows to drop when labels are passed (default -100).</param>
-    public ReverseKLLoss(double temperature = 1.0, bool scaleByTemperatureSquared = true, long ignoreIndex = -100)
+    public ReverseKLLoss(double temperature = 1.0, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(ReverseKLLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
     }

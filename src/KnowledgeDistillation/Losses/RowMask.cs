@@ -61,9 +61,12 @@ internal static class RowMask
     public static Tensor Mean(Tensor perRow, Tensor? keep)
     {
         if (keep is null) return perRow.numel() == 0 ? perRow.sum() : perRow.mean();
-        Tensor kept = where(keep, perRow, zeros(1, dtype: perRow.dtype, device: perRow.device));
-        return kept.sum() / keep.sum().to(perRow.dtype).clamp_min(1);
+        return Sum(perRow, keep) / keep.sum().to(perRow.dtype).clamp_min(1);
     }
+
+    /// <summary>Sum of <paramref name="perRow"/> over the kept entries; a dropped entry contributes 0 even when it is NaN.</summary>
+    public static Tensor Sum(Tensor perRow, Tensor? keep) =>
+        keep is null ? perRow.sum() : where(keep, perRow, zeros(1, dtype: perRow.dtype, device: perRow.device)).sum();
 
     private static void RequireRowShaped(Tensor tensor, string name, long[] rowShape)
     {

@@ -17,7 +17,7 @@ public sealed class SoftTargetKLLoss : LogitDistillationLoss
     /// <param name="temperature">T; finite and &gt; 0.</param>
     /// <param name="scaleByTemperatureSquared">Multiply by T² (default true).</param>
     /// <param name="ignoreIndex">Label value marking rows to drop when labels are passed (default -100).</param>
-    public SoftTargetKLLoss(double temperature = 2.0, bool scaleByTemperatureSquared = true, long ignoreIndex = -100)
+    public SoftTargetKLLoss(double temperature = 2.0, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(SoftTargetKLLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
     }

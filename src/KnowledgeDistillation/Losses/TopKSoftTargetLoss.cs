@@ -18,7 +18,7 @@ public sealed class TopKSoftTargetLoss : nn.Module<Tensor, TopKTargets, Tensor>
     /// <summary>Creates the loss.</summary>
     /// <param name="scaleByTemperatureSquared">Multiply by T², T being the targets' temperature (default true).</param>
     /// <param name="ignoreIndex">Label value marking rows to drop when labels are passed (default -100).</param>
-    public TopKSoftTargetLoss(bool scaleByTemperatureSquared = true, long ignoreIndex = -100)
+    public TopKSoftTargetLoss(bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(TopKSoftTargetLoss))
     {
         ScaleByTemperatureSquared = scaleByTemperatureSquared;

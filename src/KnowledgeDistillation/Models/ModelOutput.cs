@@ -45,7 +45,7 @@ public sealed class ModelOutput : IDisposable
         AttentionMask = attentionMask;
     }
 
-    /// <summary>Creates the output of a cached teacher: sparse top-k targets instead of logits (see <see cref="Caching.TeacherCache"/>).</summary>
+    /// <summary>Creates the output of a cached teacher: sparse top-k targets instead of logits (a teacher cache).</summary>
     /// <param name="topK">The targets; the output takes ownership.</param>
     public ModelOutput(TopKTargets topK)
     {

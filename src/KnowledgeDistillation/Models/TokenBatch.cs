@@ -7,5 +7,5 @@ namespace KnowledgeDistillation.Models;
 /// <param name="AttentionMask">Optional <c>[B, S]</c> padding mask, bool or 0/1: true/1 marks a real token.</param>
 /// <param name="TokenTypeIds">Optional <c>[B, S]</c> segment ids (BERT-style models only).</param>
 /// <param name="ExampleIndices">Optional <c>[B]</c> int64 positions of the sequences in a fixed training set, which a
-/// <see cref="Caching.CachedTeacher{TInput}"/> reads its targets by (<c>batch =&gt; batch.ExampleIndices!</c>).</param>
+/// cached teacher reads its targets by (<c>batch =&gt; batch.ExampleIndices!</c>).</param>
 public sealed record TokenBatch(Tensor InputIds, Tensor? AttentionMask = null, Tensor? TokenTypeIds = null, Tensor? ExampleIndices = null);

@@ -22,8 +22,9 @@ public sealed class DistillationObjective : nn.Module
     private readonly ModuleList<nn.Module> term_modules;
     private readonly ObjectiveTerm[] _terms;
 
-    internal DistillationObjective(IReadOnlyList<ObjectiveTerm> terms) : base(nameof(DistillationObjective))
+    internal DistillationObjective(IReadOnlyList<ObjectiveTerm> terms, IReadOnlyList<double> teacherWeights) : base(nameof(DistillationObjective))
     {
+        TeacherWeights = teacherWeights;
         if (terms.Count == 0) throw new ArgumentException("An objective needs at least one term.", nameof(terms));
         string? duplicate = terms.GroupBy(t => t.Name).Where(g => g.Count() > 1).Select(g => g.Key).FirstOrDefault();
         if (duplicate is not null) throw new ArgumentException($"Two terms are named \"{duplicate}\"; term names must be unique.", nameof(terms));
@@ -38,6 +39,9 @@ public sealed class DistillationObjective : nn.Module
 
     /// <summary>Starts building an objective.</summary>
     public static DistillationObjectiveBuilder Create() => new();
+
+    /// <summary>The teachers' weights in logit terms (one entry: every teacher weighs the same).</summary>
+    public IReadOnlyList<double> TeacherWeights { get; }
 
     /// <summary>The terms, in the order they were added.</summary>
     public IReadOnlyList<ObjectiveTerm> Terms => _terms;
@@ -72,6 +76,51 @@ public sealed class DistillationObjective : nn.Module
         }
         if (total is null) throw new InvalidOperationException($"Every term of the objective has weight 0 at step {context.Step}.");
         return new ObjectiveResult(total, values);
+    }
+
+    /// <summary>
+    /// Checks that teachers providing <paramref name="teachers"/> can serve every term: the teacher-weight count, each
+    /// term's teacher index, hidden states and attention where a term needs them, full logits or (for soft targets
+    /// from one teacher) top-k targets at the term's temperature.
+    /// </summary>
+    /// <param name="teachers">Per teacher: what its outputs hold, and the temperature of its top-k targets when it serves them.</param>
+    /// <exception cref="ArgumentException">A term cannot be served; the message names the term and the teacher.</exception>
+    internal void ValidateTeachers(IReadOnlyList<(ModelOutputKinds Provides, double? TopKTemperature)> teachers)
+    {
+        if (TeacherWeights.Count > 1 && TeacherWeights.Count != teachers.Count)
+        {
+            throw new ArgumentException($"The objective has {TeacherWeights.Count} teacher weights (TeacherWeights) but the trainer was given {teachers.Count} teachers.", nameof(teachers));
+        }
+        foreach (ObjectiveTerm term in _terms.Where(t => t.UsesTeachers))
+        {
+            if (term.Teacher is int index && index >= teachers.Count)
+            {
+                throw new ArgumentException($"Term \"{term.Name}\" matches teacher {index}, but the trainer was given {teachers.Count} teacher(s).", nameof(teachers));
+            }
+            IEnumerable<int> read = term.Teacher is int one ? [one] : Enumerable.Range(0, teachers.Count);
+            foreach (int k in read)
+            {
+                ModelOutputKinds provides = teachers[k].Provides;
+                ModelOutputKinds missing = term.TeacherNeeds.Needs() & ~provides;
+                if (missing != ModelOutputKinds.None)
+                {
+                    throw new ArgumentException($"Term \"{term.Name}\" needs {missing} from teacher {k}, which provides only {provides}.", nameof(teachers));
+                }
+                if (!term.NeedsTeacherLogits || provides.HasFlag(ModelOutputKinds.Logits)) continue;
+                if (!provides.HasFlag(ModelOutputKinds.TopKTargets) || !term.AcceptsTopKTargets || teachers.Count != 1)
+                {
+                    throw new ArgumentException(
+                        $"Term \"{term.Name}\" needs teacher {k}'s logits, which provides only {provides}. A teacher cache serves soft-target KL (SoftTargets) from one teacher only.",
+                        nameof(teachers));
+                }
+                double start = term.Temperature?.ValueAt(0) ?? double.NaN;
+                if (teachers[k].TopKTemperature is double cached && !(Math.Abs(cached - start) <= 1e-9 * cached))
+                {
+                    throw new ArgumentException(
+                        $"Term \"{term.Name}\" runs at temperature {start} but teacher {k}'s cache was written at temperature {cached}; they must match.", nameof(teachers));
+                }
+            }
+        }
     }
 
     private static OutputRequest Merge(IEnumerable<OutputRequest> requests) =>

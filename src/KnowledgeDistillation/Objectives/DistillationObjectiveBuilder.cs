@@ -1,6 +1,5 @@
 using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Models;
-using KnowledgeDistillation.Students;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Objectives;
@@ -12,7 +11,8 @@ namespace KnowledgeDistillation.Objectives;
 /// </summary>
 public sealed class DistillationObjectiveBuilder
 {
-    private readonly List<ObjectiveTerm> _terms = [];
+    // Each entry builds its term anew, so every Build() gets its own loss modules and projections.
+    private readonly List<Func<double[], ObjectiveTerm>> _terms = [];
     private double[] _teacherWeights = [1.0];
 
     /// <summary>Weights of several teachers in logit terms (normalised to sum to 1); the count must match the trainer's teachers.</summary>
@@ -29,112 +29,176 @@ public sealed class DistillationObjectiveBuilder
 
     /// <summary>Soft targets: <see cref="SoftTargetKLLoss"/> between the student and the (averaged) teachers, rows masked by labels and mask.</summary>
     public DistillationObjectiveBuilder SoftTargets(Schedule weight, Schedule? temperature = null, bool scaleByTemperatureSquared = true, string name = "soft") =>
-        Divergence(name, weight, temperature ?? 2.0, new SoftTargetKLLoss(2.0, scaleByTemperatureSquared), null);
+        Divergence(name, weight, temperature ?? 2.0, () => (new SoftTargetKLLoss(2.0, scaleByTemperatureSquared), null));
 
     /// <summary>Reverse KL (<see cref="ReverseKLLoss"/>) against the (averaged) teachers.</summary>
     public DistillationObjectiveBuilder ReverseKL(Schedule weight, Schedule? temperature = null, string name = "reverse_kl") =>
-        Divergence(name, weight, temperature ?? 1.0, new ReverseKLLoss(), null);
+        Divergence(name, weight, temperature ?? 1.0, () => (new ReverseKLLoss(), null));
 
     /// <summary>Generalised Jensen-Shannon (<see cref="GeneralizedJensenShannonLoss"/>) with a β schedule.</summary>
     public DistillationObjectiveBuilder GeneralizedJensenShannon(Schedule weight, Schedule beta, Schedule? temperature = null, bool normalize = false, string name = "jsd")
     {
         ArgumentNullException.ThrowIfNull(beta);
-        var loss = new GeneralizedJensenShannonLoss(0.5, 1.0, normalize);
-        return Divergence(name, weight, temperature ?? 1.0, loss, step => loss.Beta = beta.ValueAt(step));
+        RequireInRange(beta, name, "β", 0, 1);
+        return Divergence(name, weight, temperature ?? 1.0, () =>
+        {
+            var loss = new GeneralizedJensenShannonLoss(0.5, 1.0, normalize);
+            return (loss, step => loss.Beta = beta.ValueAt(step));
+        });
     }
 
     /// <summary>Hard targets: <see cref="HardTargetCrossEntropyLoss"/> of the student against the batch's labels.</summary>
     public DistillationObjectiveBuilder HardTargets(Schedule weight, double labelSmoothing = 0, string name = "hard")
     {
-        var loss = new HardTargetCrossEntropyLoss(labelSmoothing: labelSmoothing);
-        return Term(new ObjectiveTerm(name, weight, c =>
+        _ = new HardTargetCrossEntropyLoss(labelSmoothing: labelSmoothing); // checks labelSmoothing now, not at Build()
+        return Add(_ =>
         {
-            Tensor labels = c.Labels ?? throw new InvalidOperationException($"Term \"{name}\" needs labels, but the batch has none.");
-            return loss.forward(c.Student.Logits, labels, RowMaskFor(c.Student.Logits, c.Mask));
-        }, loss, usesTeachers: false));
+            var loss = new HardTargetCrossEntropyLoss(labelSmoothing: labelSmoothing);
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                Tensor labels = c.Labels ?? throw new InvalidOperationException($"Term \"{name}\" needs labels, but the batch has none.");
+                return loss.forward(c.Student.Logits, labels, RowMask(c.Student.Logits, c));
+            }, loss, usesTeachers: false);
+        });
     }
 
     /// <summary>Cosine loss between matched hidden states (DistilBERT's term); projections when widths differ.</summary>
     public DistillationObjectiveBuilder HiddenStateCosine(Schedule weight, LayerMap map, int teacher = 0, string name = "cosine") =>
-        Hidden(name, weight, map, teacher, map?.CreateCosineLosses());
+        Hidden(name, weight, map, teacher, () => map.HiddenStateIndices.Select(_ => map.NeedsProjection
+            ? new CosineEmbeddingLoss(map.StudentWidth, map.TeacherWidth) : new CosineEmbeddingLoss()).ToArray());
 
     /// <summary>MSE between matched hidden states (TinyBERT's term); projections when widths differ.</summary>
     public DistillationObjectiveBuilder HiddenStateMse(Schedule weight, LayerMap map, int teacher = 0, string name = "hidden_mse") =>
-        Hidden(name, weight, map, teacher, map?.CreateHiddenStateMseLosses());
+        Hidden(name, weight, map, teacher, () => map.HiddenStateIndices.Select(_ => map.NeedsProjection
+            ? new HiddenStateMseLoss(map.StudentWidth, map.TeacherWidth) : new HiddenStateMseLoss()).ToArray());
 
     /// <summary>MSE between matched attention maps (TinyBERT's term), probabilities or pre-softmax scores.</summary>
-    public DistillationObjectiveBuilder AttentionMse(Schedule weight, LayerMap map, AttentionMapKind kind = AttentionMapKind.Scores, int teacher = 0, string name = "attention_mse")
+    /// <param name="weight">The term's weight.</param>
+    /// <param name="map">Which student layer's maps match which teacher layer's.</param>
+    /// <param name="kind">Probabilities or pre-softmax scores.</param>
+    /// <param name="teacher">The teacher whose maps are matched.</param>
+    /// <param name="name">The term's name.</param>
+    /// <param name="loss">Creates the loss (e.g. <see cref="AttentionMseLoss.TinyBert"/>); default <c>new AttentionMseLoss(kind)</c>.</param>
+    public DistillationObjectiveBuilder AttentionMse(Schedule weight, LayerMap map, AttentionMapKind kind = AttentionMapKind.Scores, int teacher = 0, string name = "attention_mse",
+        Func<AttentionMseLoss>? loss = null)
     {
         ArgumentNullException.ThrowIfNull(map);
-        var loss = new AttentionMseLoss(kind);
+        RequireTeacherIndex(teacher, name);
         bool scores = kind == AttentionMapKind.Scores;
         var needs = new OutputRequest(AttentionScores: scores, AttentionProbabilities: !scores);
-        return Term(new ObjectiveTerm(name, weight, c =>
+        return Add(_ =>
         {
-            ModelOutput t = TeacherOutput(c, teacher, name);
-            IReadOnlyList<Tensor> studentMaps = (scores ? c.Student.AttentionScores : c.Student.AttentionProbabilities) ?? throw Missing(name, "student attention");
-            IReadOnlyList<Tensor> teacherMaps = (scores ? t.AttentionScores : t.AttentionProbabilities) ?? throw Missing(name, "teacher attention");
-            Tensor? padding = c.Student.AttentionMask;
-            return map.AttentionIndices.Select(p => loss.forward(studentMaps[p.Student], teacherMaps[p.Teacher], padding)).Aggregate((a, b) => a + b) / map.AttentionIndices.Count;
-        }, loss, needs, needs));
+            AttentionMseLoss attention = loss?.Invoke() ?? new AttentionMseLoss(kind);
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                ModelOutput t = TeacherOutput(c, teacher, name);
+                IReadOnlyList<Tensor> studentMaps = (scores ? c.Student.AttentionScores : c.Student.AttentionProbabilities) ?? throw Missing(name, "student attention");
+                IReadOnlyList<Tensor> teacherMaps = (scores ? t.AttentionScores : t.AttentionProbabilities) ?? throw Missing(name, "teacher attention");
+                Tensor? padding = c.Student.AttentionMask;
+                return map.AttentionIndices.Select(p => attention.forward(studentMaps[p.Student], teacherMaps[p.Teacher], padding)).Aggregate((a, b) => a + b) / map.AttentionIndices.Count;
+            }, attention, needs, needs) { Teacher = teacher };
+        });
     }
 
-    /// <summary>A user-defined term. Pass the module holding its learnable parameters, if any, so they are trained and saved.</summary>
+    /// <summary>A user-defined term. Pass the module holding its learnable parameters, if any, so they are trained and saved (it is shared by every objective this builder builds).</summary>
     public DistillationObjectiveBuilder Term(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null, bool usesTeachers = true) =>
         Term(new ObjectiveTerm(name, weight, compute, module, studentNeeds, teacherNeeds, usesTeachers));
 
-    /// <summary>Adds a prepared term.</summary>
+    /// <summary>Adds a prepared term (shared, with its module, by every objective this builder builds).</summary>
     public DistillationObjectiveBuilder Term(ObjectiveTerm term)
     {
         ArgumentNullException.ThrowIfNull(term);
-        _terms.Add(term);
+        return Add(_ => term);
+    }
+
+    /// <summary>
+    /// The objective, with modules of its own: two objectives built from one builder share no parameters (except those
+    /// of prepared terms and of user modules passed to <see cref="Term(string, Schedule, Func{DistillationContext, Tensor}, nn.Module?, OutputRequest?, OutputRequest?, bool)"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">A weight is negative or not finite, or two terms share a name.</exception>
+    public DistillationObjective Build()
+    {
+        double[] teacherWeights = (double[])_teacherWeights.Clone();
+        ObjectiveTerm[] terms = _terms.Select(create => create(teacherWeights)).ToArray();
+        foreach (ObjectiveTerm term in terms) RequireInRange(term.Weight, term.Name, "weight", 0, double.PositiveInfinity);
+        return new DistillationObjective(terms, teacherWeights);
+    }
+
+    private DistillationObjectiveBuilder Add(Func<double[], ObjectiveTerm> create)
+    {
+        _terms.Add(create);
         return this;
     }
 
-    /// <summary>The objective.</summary>
-    public DistillationObjective Build() => new(_terms);
-
-    private DistillationObjectiveBuilder Divergence(string name, Schedule weight, Schedule temperature, LogitDistillationLoss loss, Action<long>? beforeStep)
+    private DistillationObjectiveBuilder Divergence(string name, Schedule weight, Schedule temperature, Func<(LogitDistillationLoss Loss, Action<long>? BeforeStep)> create)
     {
         ArgumentNullException.ThrowIfNull(temperature);
-        var topK = new TopKSoftTargetLoss(loss.ScaleByTemperatureSquared, loss.IgnoreIndex);
-        return Term(new ObjectiveTerm(name, weight, c =>
+        RequireInRange(temperature, name, "temperature", double.Epsilon, double.PositiveInfinity);
+        return Add(teacherWeights =>
         {
-            double[] teacherWeights = _teacherWeights;
-            double t = temperature.ValueAt(c.Step);
-            loss.Temperature = t;
-            beforeStep?.Invoke(c.Step);
-            if (c.Teachers.Count != teacherWeights.Length && teacherWeights.Length > 1)
+            (LogitDistillationLoss loss, Action<long>? beforeStep) = create();
+            var topK = new TopKSoftTargetLoss(loss.ScaleByTemperatureSquared, loss.IgnoreIndex);
+            return new ObjectiveTerm(name, weight, c =>
             {
-                throw new InvalidOperationException($"Term \"{name}\" has {teacherWeights.Length} teacher weights but the trainer has {c.Teachers.Count} teachers.");
-            }
-            if (c.Teachers.Any(o => o.TopK is not null)) return FromCache(name, loss, topK, c, t);
-            double[] w = teacherWeights.Length == c.Teachers.Count ? teacherWeights : Enumerable.Repeat(1.0, c.Teachers.Count).ToArray();
-            Tensor teacherLogits = TeacherEnsemble.AverageSoftened(c.Teachers.Select(o => o.Logits).ToArray(), w, t);
-            return loss.forward(c.Student.Logits, teacherLogits, RowMaskFor(c.Student.Logits, c.Mask), c.Labels);
-        }, loss));
+                double t = temperature.ValueAt(c.Step);
+                loss.Temperature = t;
+                beforeStep?.Invoke(c.Step);
+                if (c.Teachers.Any(o => o.TopK is not null)) return FromCache(name, loss, topK, c, t);
+                double[] w = teacherWeights.Length == c.Teachers.Count ? teacherWeights : Enumerable.Repeat(1.0, c.Teachers.Count).ToArray();
+                Tensor teacherLogits = TeacherEnsemble.AverageSoftened(c.Teachers.Select(o => o.Logits).ToArray(), w, t);
+                return loss.forward(c.Student.Logits, teacherLogits, RowMask(c.Student.Logits, c), c.Labels);
+            }, loss) { NeedsTeacherLogits = true, AcceptsTopKTargets = loss is SoftTargetKLLoss, Temperature = temperature };
+        });
     }
 
-    private DistillationObjectiveBuilder Hidden<TLoss>(string name, Schedule weight, LayerMap map, int teacher, IReadOnlyList<TLoss>? losses) where TLoss : HiddenStateLoss
+    private DistillationObjectiveBuilder Hidden<TLoss>(string name, Schedule weight, LayerMap map, int teacher, Func<TLoss[]> create) where TLoss : HiddenStateLoss
     {
         ArgumentNullException.ThrowIfNull(map);
-        TLoss[] perPair = losses!.ToArray();
-        var holder = nn.ModuleList<TLoss>(perPair);
+        RequireTeacherIndex(teacher, name);
         var needs = new OutputRequest(HiddenStates: true);
-        return Term(new ObjectiveTerm(name, weight, c =>
+        return Add(_ =>
         {
-            ModelOutput t = TeacherOutput(c, teacher, name);
-            IReadOnlyList<Tensor> s = c.Student.HiddenStates ?? throw Missing(name, "student hidden states");
-            IReadOnlyList<Tensor> th = t.HiddenStates ?? throw Missing(name, "teacher hidden states");
-            Tensor? tokens = c.Student.AttentionMask ?? c.Mask;
-            var indices = map.HiddenStateIndices;
-            return indices.Select((p, i) => perPair[i].forward(s[p.Student], th[p.Teacher], RowMaskFor(s[p.Student], tokens))).Aggregate((a, b) => a + b) / indices.Count;
-        }, holder, needs, needs));
+            TLoss[] perPair = create();
+            var holder = nn.ModuleList<TLoss>(perPair);
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                ModelOutput t = TeacherOutput(c, teacher, name);
+                IReadOnlyList<Tensor> s = c.Student.HiddenStates ?? throw Missing(name, "student hidden states");
+                IReadOnlyList<Tensor> th = t.HiddenStates ?? throw Missing(name, "teacher hidden states");
+                var indices = map.HiddenStateIndices;
+                // The batch's mask first (when it has one entry per token), then the student's attention mask, as documented.
+                return indices.Select((p, i) => perPair[i].forward(s[p.Student], th[p.Teacher], TokenMask(s[p.Student], c))).Aggregate((a, b) => a + b) / indices.Count;
+            }, holder, needs, needs) { Teacher = teacher };
+        });
     }
 
-    /// <summary>The mask applies only when it has one entry per row of <paramref name="values"/>.</summary>
-    private static Tensor? RowMaskFor(Tensor values, Tensor? mask) =>
-        mask is not null && mask.shape.SequenceEqual(values.shape[..^1]) ? mask : null;
+    /// <summary>
+    /// The mask logit terms use: the batch's mask, which must have one entry per row of <paramref name="logits"/> (an
+    /// error naming both shapes otherwise); without one, the student's attention mask when it has one entry per row.
+    /// </summary>
+    private static Tensor? RowMask(Tensor logits, DistillationContext c)
+    {
+        long[] rows = logits.shape[..^1];
+        if (c.Mask is { } mask)
+        {
+            if (!mask.shape.SequenceEqual(rows))
+            {
+                throw new ArgumentException(
+                    $"The batch's mask has shape {Shapes.Describe(mask.shape)}, but the logits {Shapes.Describe(logits.shape)} need one entry per row, {Shapes.Describe(rows)}.", "mask");
+            }
+            return mask;
+        }
+        return c.Student.AttentionMask is { } attention && attention.shape.SequenceEqual(rows) ? attention : null;
+    }
+
+    /// <summary>The mask hidden-state terms use: the batch's mask when it has one entry per token, else the student's attention mask when it does.</summary>
+    private static Tensor? TokenMask(Tensor hidden, DistillationContext c)
+    {
+        long[] rows = hidden.shape[..^1];
+        return c.Mask is { } mask && mask.shape.SequenceEqual(rows) ? mask
+            : c.Student.AttentionMask is { } attention && attention.shape.SequenceEqual(rows) ? attention
+            : null;
+    }
 
     /// <summary>Soft targets from a teacher cache: only forward KL from a single cached teacher, at the cache's temperature.</summary>
     private static Tensor FromCache(string name, LogitDistillationLoss loss, TopKSoftTargetLoss topK, DistillationContext c, double temperature)
@@ -151,13 +215,32 @@ public sealed class DistillationObjectiveBuilder
                 $"Term \"{name}\" runs at temperature {temperature} but the teacher cache was written at temperature {targets.Temperature}; they must match.");
         }
         topK.ScaleByTemperatureSquared = loss.ScaleByTemperatureSquared;
-        return topK.forward(c.Student.Logits, targets, RowMaskFor(c.Student.Logits, c.Mask), c.Labels);
+        return topK.forward(c.Student.Logits, targets, RowMask(c.Student.Logits, c), c.Labels);
     }
 
     private static ModelOutput TeacherOutput(DistillationContext c, int teacher, string name) =>
         teacher >= 0 && teacher < c.Teachers.Count
             ? c.Teachers[teacher]
             : throw new InvalidOperationException($"Term \"{name}\" matches teacher {teacher}, but there are {c.Teachers.Count} teacher(s).");
+
+    private static void RequireTeacherIndex(int teacher, string name)
+    {
+        if (teacher < 0) throw new ArgumentOutOfRangeException(nameof(teacher), teacher, $"Term \"{name}\": the teacher index must be 0 or more; got {teacher}.");
+    }
+
+    /// <summary>Checks the values a schedule passes through (its ends) against [min, max]; NaN and infinities never pass.</summary>
+    private static void RequireInRange(Schedule schedule, string term, string what, double min, double max)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        foreach (double value in schedule.Extremes)
+        {
+            if (!double.IsFinite(value) || value < min || value > max)
+            {
+                string range = max == double.PositiveInfinity ? (min > 0 ? "a finite number greater than 0" : $"a finite number, {min} or more") : $"in [{min}, {max}]";
+                throw new ArgumentException($"Term \"{term}\": the {what} must be {range}; got {value} (schedule {schedule}).", what == "weight" ? "weight" : what);
+            }
+        }
+    }
 
     private static InvalidOperationException Missing(string name, string what) =>
         new($"Term \"{name}\" needs the {what}, but the model did not return them; use a model that can (see docs/models.md).");

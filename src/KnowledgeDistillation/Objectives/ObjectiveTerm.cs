@@ -49,6 +49,18 @@ public sealed class ObjectiveTerm
 
     /// <summary>Whether the term reads any teacher output.</summary>
     public bool UsesTeachers { get; }
+
+    /// <summary>The one teacher the term reads (intermediate terms), or null when it reads every teacher or it is not known.</summary>
+    public int? Teacher { get; init; }
+
+    /// <summary>Whether the term reads the teachers' full logits (logit terms); checked against each teacher when the trainer is constructed.</summary>
+    public bool NeedsTeacherLogits { get; init; }
+
+    /// <summary>Whether the term can read a cached teacher's top-k targets instead of logits (soft-target KL from one teacher).</summary>
+    public bool AcceptsTopKTargets { get; init; }
+
+    /// <summary>The term's temperature schedule, when it has one; a cached teacher must have been written at its temperature.</summary>
+    public Schedule? Temperature { get; init; }
 }
 
 /// <summary>One step's objective: the weighted total to minimise and each term's unweighted value and weight.</summary>

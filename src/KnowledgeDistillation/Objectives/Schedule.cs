@@ -9,31 +9,43 @@ public abstract record Schedule
     public abstract double ValueAt(long step);
 
     /// <summary>Always <paramref name="value"/>.</summary>
-    public static Schedule Constant(double value) => new ConstantSchedule(value);
+    public static Schedule Constant(double value) => new ConstantSchedule(RequireFinite(value, nameof(value)));
 
     /// <summary>From <paramref name="start"/> at step 0 to <paramref name="end"/> at step <paramref name="steps"/>, in a straight line; <paramref name="end"/> afterwards.</summary>
-    public static Schedule Linear(double start, double end, long steps) => new InterpolatedSchedule(start, end, RequireSteps(steps), IsCosine: false);
+    public static Schedule Linear(double start, double end, long steps) =>
+        new InterpolatedSchedule(RequireFinite(start, nameof(start)), RequireFinite(end, nameof(end)), RequireSteps(steps), IsCosine: false);
 
     /// <summary>From <paramref name="start"/> to <paramref name="end"/> over <paramref name="steps"/> along half a cosine (slow, fast, slow); <paramref name="end"/> afterwards.</summary>
-    public static Schedule Cosine(double start, double end, long steps) => new InterpolatedSchedule(start, end, RequireSteps(steps), IsCosine: true);
+    public static Schedule Cosine(double start, double end, long steps) =>
+        new InterpolatedSchedule(RequireFinite(start, nameof(start)), RequireFinite(end, nameof(end)), RequireSteps(steps), IsCosine: true);
 
     /// <summary>A constant schedule.</summary>
     public static implicit operator Schedule(double value) => Constant(value);
+
+    /// <summary>The values the schedule passes through at its ends (every value lies between them), for validation.</summary>
+    internal virtual IEnumerable<double> Extremes => [ValueAt(0)];
+
+    private static double RequireFinite(double value, string name) =>
+        double.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"A schedule's {name} must be a finite number; got {value}.");
 
     private static long RequireSteps(long steps) =>
         steps > 0 ? steps : throw new ArgumentOutOfRangeException(nameof(steps), steps, $"A schedule needs a positive number of steps; got {steps}.");
 
     private sealed record ConstantSchedule(double Value) : Schedule
     {
+        internal override IEnumerable<double> Extremes => [Value];
+
         public override double ValueAt(long step) => Value;
     }
 
     private sealed record InterpolatedSchedule(double Start, double End, long Steps, bool IsCosine) : Schedule
     {
+        internal override IEnumerable<double> Extremes => [Start, End];
+
         public override double ValueAt(long step)
         {
             double progress = Math.Clamp(step / (double)Steps, 0, 1);
-            double shape = IsCosine ? (1 - Math.Cos(Math.PI * progress)) / 2 : progress;
+            double shape = IsCosine ? Curves.CosineRamp(progress) : progress;
             return Start + (End - Start) * shape;
         }
     }

@@ -23,20 +23,35 @@ public static class DeviceSelection
     internal static torch.Device Resolve(string device, bool cudaAvailable, int cudaDeviceCount)
     {
         ArgumentNullException.ThrowIfNull(device);
-        string name = device.Trim().ToLowerInvariant();
-
-        if (name == Auto) return cudaAvailable ? new torch.Device(DeviceType.CUDA, 0) : new torch.Device(DeviceType.CPU);
-        if (name == "cpu") return new torch.Device(DeviceType.CPU);
-        if (name == "cuda") return RequireCuda(device, 0, cudaAvailable, cudaDeviceCount);
-
-        const string prefix = "cuda:";
-        if (name.StartsWith(prefix, StringComparison.Ordinal)
-            && int.TryParse(name.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int index))
+        if (!TryParse(device, out Choice choice, out int index)) throw new ArgumentException($"Unknown device \"{device}\". Expected {Expected}.", nameof(device));
+        return choice switch
         {
-            return RequireCuda(device, index, cudaAvailable, cudaDeviceCount);
-        }
+            Choice.Auto => cudaAvailable ? new torch.Device(DeviceType.CUDA, 0) : new torch.Device(DeviceType.CPU),
+            Choice.Cpu => new torch.Device(DeviceType.CPU),
+            _ => RequireCuda(device, index, cudaAvailable, cudaDeviceCount),
+        };
+    }
 
-        throw new ArgumentException($"Unknown device \"{device}\". Expected {Expected}.", nameof(device));
+    /// <summary>Whether <paramref name="device"/> is one of the accepted names (the grammar; not whether this process can use it).</summary>
+    internal static bool IsValidName(string? device) => device is not null && TryParse(device, out _, out _);
+
+    private enum Choice
+    {
+        Auto,
+        Cpu,
+        Cuda,
+    }
+
+    /// <summary>The one grammar of device names: "auto", "cpu", "cuda", "cuda:N" (case and surrounding spaces ignored).</summary>
+    private static bool TryParse(string device, out Choice choice, out int index)
+    {
+        string name = device.Trim().ToLowerInvariant();
+        index = 0;
+        choice = name switch { Auto => Choice.Auto, "cpu" => Choice.Cpu, _ => Choice.Cuda };
+        if (name is Auto or "cpu" or "cuda") return true;
+        const string prefix = "cuda:";
+        return name.StartsWith(prefix, StringComparison.Ordinal)
+            && int.TryParse(name.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out index);
     }
 
     private static torch.Device RequireCuda(string device, int index, bool cudaAvailable, int cudaDeviceCount)

@@ -1,3 +1,6 @@
+using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Transformers;
+
 namespace KnowledgeDistillation.Students;
 
 /// <summary>
@@ -25,6 +28,20 @@ public abstract record LayerSelection
     /// <summary>Exactly these teacher layers, in this order (no duplicates).</summary>
     public static LayerSelection Explicit(params int[] teacherLayers) =>
         new ExplicitSelection((int[])(teacherLayers ?? throw new ArgumentNullException(nameof(teacherLayers))).Clone());
+
+    /// <summary>The layer map for intermediate terms between two reference-transformer configurations.</summary>
+    /// <exception cref="ArgumentException">Layer counts, widths or heads do not fit.</exception>
+    public LayerMap Map(TransformerConfig teacher, TransformerConfig student, bool includeEmbeddings = false)
+    {
+        ArgumentNullException.ThrowIfNull(teacher);
+        ArgumentNullException.ThrowIfNull(student);
+        return Map(teacher.Layers, student.Layers, teacher.Width, student.Width, teacher.Heads, student.Heads, includeEmbeddings);
+    }
+
+    /// <summary>The layer map for intermediate terms between any two models, described by their layer counts, widths and head counts.</summary>
+    /// <exception cref="ArgumentException">Layer counts, widths or heads do not fit.</exception>
+    public LayerMap Map(int teacherLayers, int studentLayers, int teacherWidth, int studentWidth, int teacherHeads, int studentHeads, bool includeEmbeddings = false) =>
+        LayerMap.FromPairs(Select(teacherLayers, studentLayers).Select((t, s) => new LayerPair(s, t)), teacherWidth, studentWidth, teacherHeads, studentHeads, includeEmbeddings);
 
     /// <summary>The teacher layer for each of <paramref name="studentLayers"/> student layers.</summary>
     /// <exception cref="ArgumentException">The request is impossible (more student than teacher layers, duplicates, out of range, …).</exception>

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Models;
 using static TorchSharp.torch;
 
@@ -37,11 +38,23 @@ internal static class BatchPlacement
         batch.Mask?.Dispose();
     }
 
-    /// <summary>The rows a batch's logit terms average over: labels ≠ −100 (and the mask, when shaped like the labels), else the mask.</summary>
+    /// <summary>
+    /// The rows a batch's logit terms average over, for token-normalised accumulation: labels ≠ the ignore index, and the
+    /// batch's mask; without a mask, the token batch's attention mask (the losses' fallback) when it has one entry per
+    /// label (or there are no labels). Null when the batch carries none of them.
+    /// </summary>
+    /// <exception cref="ArgumentException">The batch's mask is not shaped like its labels; the message names both shapes.</exception>
     public static Tensor? KeptRows<TInput>(DistillationBatch<TInput> batch)
     {
-        Tensor? keep = batch.Labels?.ne(-100);
-        if (batch.Mask is { } mask && (keep is null || mask.shape.SequenceEqual(keep.shape)))
+        Tensor? keep = batch.Labels?.ne(Labels.IgnoreIndex);
+        if (batch.Mask is { } explicitMask && keep is not null && !explicitMask.shape.SequenceEqual(keep.shape))
+        {
+            throw new ArgumentException(
+                $"The batch's Mask has shape {Shapes.Describe(explicitMask.shape)} but its Labels have shape {Shapes.Describe(keep.shape)}; the mask needs one entry per label.",
+                nameof(batch));
+        }
+        Tensor? mask = batch.Mask ?? (batch.Inputs as TokenBatch)?.AttentionMask;
+        if (mask is not null && (keep is null || mask.shape.SequenceEqual(keep.shape)))
         {
             Tensor m = mask.dtype == ScalarType.Bool ? mask : mask.ne(0);
             keep = keep is null ? m : keep.logical_and(m);

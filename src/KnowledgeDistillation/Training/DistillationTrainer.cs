@@ -1,4 +1,3 @@
-using KnowledgeDistillation.Caching;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Runtime;
@@ -19,7 +18,7 @@ namespace KnowledgeDistillation.Training;
 public sealed class DistillationTrainer<TInput>
 {
     private readonly IReadOnlyList<IDistillationModel<TInput>> _teachers;
-    private readonly IDistillationModel<TInput> _student;
+    private readonly IModuleModel<TInput> _student;
     private readonly DistillationObjective _objective;
     private readonly DistillationTrainerOptions _options;
     private readonly ILogger _logger;
@@ -30,7 +29,7 @@ public sealed class DistillationTrainer<TInput>
     private readonly Dictionary<object, Evaluator.Quality> _teacherQuality = new(ReferenceEqualityComparer.Instance);
 
     /// <summary>Creates a trainer with one teacher.</summary>
-    public DistillationTrainer(IDistillationModel<TInput> teacher, IDistillationModel<TInput> student, DistillationObjective objective,
+    public DistillationTrainer(IDistillationModel<TInput> teacher, IModuleModel<TInput> student, DistillationObjective objective,
         DistillationTrainerOptions options, ILogger? logger = null, Func<IEnumerable<Parameter>, OptimizerHelper>? optimizer = null)
         : this([teacher ?? throw new ArgumentNullException(nameof(teacher))], student, objective, options, logger, optimizer)
     {
@@ -45,7 +44,9 @@ public sealed class DistillationTrainer<TInput>
     /// <param name="logger">Where progress and decisions are logged.</param>
     /// <param name="optimizer">Builds the optimizer over the trainable parameters; default AdamW with the options' learning rate and weight decay.</param>
     /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">The options are invalid; the message names each bad field.</exception>
-    public DistillationTrainer(IReadOnlyList<IDistillationModel<TInput>> teachers, IDistillationModel<TInput> student, DistillationObjective objective,
+    /// <exception cref="ArgumentException">The teachers or the student cannot serve the objective (teacher-weight count, a term's teacher index,
+    /// hidden states or attention a model does not provide, a cached teacher where logits are needed or at another temperature).</exception>
+    public DistillationTrainer(IReadOnlyList<IDistillationModel<TInput>> teachers, IModuleModel<TInput> student, DistillationObjective objective,
         DistillationTrainerOptions options, ILogger? logger = null, Func<IEnumerable<Parameter>, OptimizerHelper>? optimizer = null)
     {
         ArgumentNullException.ThrowIfNull(teachers);
@@ -58,11 +59,18 @@ public sealed class DistillationTrainer<TInput>
         _options = options ?? throw new ArgumentNullException(nameof(options));
         DistillationTrainerOptionsValidator.ThrowIfInvalid(options);
         _teachers = teachers.ToArray();
+        if (_teachers.Any(t => t is null)) throw new ArgumentException("The teachers list holds a null entry.", nameof(teachers));
         _logger = logger ?? NullLogger.Instance;
+        objective.ValidateTeachers(_teachers.Select(t => (t.Provides, (t as ITopKTeacher)?.TopKTemperature)).ToArray());
+        ModelOutputKinds studentMissing = (objective.StudentRequest.Needs() | ModelOutputKinds.Logits) & ~student.Provides;
+        if (studentMissing != ModelOutputKinds.None)
+        {
+            throw new ArgumentException($"The objective needs {studentMissing} from the student, which provides only {student.Provides}.", nameof(student));
+        }
 
         Device = DeviceSelection.Resolve(options.Device);
         _logger.LogInformation("Distillation device: {Device} (requested \"{Requested}\", CUDA available: {Cuda})", Device, options.Device, cuda.is_available());
-        foreach (IDistillationModel<TInput> teacher in _teachers) FreezeTeacher(teacher.Module);
+        foreach (IDistillationModel<TInput> teacher in _teachers) PrepareTeacher(teacher);
         _student.Module.to(Device);
         _objective.to(Device);
         _trainable = _student.Module.parameters().Concat(_objective.parameters()).Where(p => p.requires_grad).ToArray();
@@ -187,7 +195,7 @@ public sealed class DistillationTrainer<TInput>
         // A cached teacher has no logits to score, and no teacher at all has nothing to score.
         if (!_teacherQuality.TryGetValue(data, out Evaluator.Quality? teacher))
         {
-            teacher = _teachers.Count > 0 && _teachers[0] is not CachedTeacher<TInput>
+            teacher = _teachers.Count > 0 && _teachers[0].Provides.HasFlag(ModelOutputKinds.Logits)
                 ? Evaluator.Measure(_teachers[0], data, Device)
                 : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
             _teacherQuality[data] = teacher;
@@ -367,8 +375,11 @@ public sealed class DistillationTrainer<TInput>
         return path;
     }
 
-    private void FreezeTeacher(nn.Module teacher)
+    /// <summary>A module teacher is frozen, put in eval mode, moved and optionally cast; any other is told the device.</summary>
+    private void PrepareTeacher(IDistillationModel<TInput> model)
     {
+        if (model is IDevicePlacement placement) placement.PlaceOn(Device);
+        if (model is not IModuleModel<TInput> { Module: var teacher }) return;
         teacher.eval();
         foreach (Parameter p in teacher.parameters()) p.requires_grad_(false);
         teacher.to(Device);

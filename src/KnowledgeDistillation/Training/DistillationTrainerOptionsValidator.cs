@@ -1,10 +1,10 @@
-using System.Text.RegularExpressions;
+using KnowledgeDistillation.Runtime;
 using Microsoft.Extensions.Options;
 
 namespace KnowledgeDistillation.Training;
 
 /// <summary>Validates <see cref="DistillationTrainerOptions"/>; every failure names the field, the rule and the value.</summary>
-public sealed partial class DistillationTrainerOptionsValidator : IValidateOptions<DistillationTrainerOptions>
+public sealed class DistillationTrainerOptionsValidator : IValidateOptions<DistillationTrainerOptions>
 {
     /// <inheritdoc />
     public ValidateOptionsResult Validate(string? name, DistillationTrainerOptions options)
@@ -25,16 +25,21 @@ public sealed partial class DistillationTrainerOptionsValidator : IValidateOptio
         Require(options.GradientAccumulationSteps >= 1, nameof(options.GradientAccumulationSteps), "must be at least 1", options.GradientAccumulationSteps);
         Require(options.MaxGradientNorm is null || (double.IsFinite(options.MaxGradientNorm.Value) && options.MaxGradientNorm > 0),
             nameof(options.MaxGradientNorm), "must be a finite number greater than 0, or null to turn clipping off", options.MaxGradientNorm);
-        Require(options.Device is not null && DevicePattern().IsMatch(options.Device.Trim().ToLowerInvariant()),
-            nameof(options.Device), "must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", options.Device);
+        Require(DeviceSelection.IsValidName(options.Device), nameof(options.Device), "must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", options.Device);
         Require(options.EvaluationInterval >= 0, nameof(options.EvaluationInterval), "cannot be negative (0 = evaluate at the end only)", options.EvaluationInterval);
         Require(options.LoggingInterval >= 1, nameof(options.LoggingInterval), "must be at least 1", options.LoggingInterval);
         Require(options.CheckpointInterval >= 0, nameof(options.CheckpointInterval), "cannot be negative (0 = at the end only)", options.CheckpointInterval);
         Require(options.KeepCheckpoints >= 1, nameof(options.KeepCheckpoints), "must be at least 1", options.KeepCheckpoints);
         Require(options.CheckpointInterval == 0 || options.CheckpointDirectory is not null,
             nameof(options.CheckpointDirectory), "must be set when CheckpointInterval is", options.CheckpointDirectory);
-        Require(options.ResumeFrom != "latest" || options.CheckpointDirectory is not null,
+        Require(options.ResumeFrom != Checkpoints.Latest || options.CheckpointDirectory is not null,
             nameof(options.ResumeFrom), "\"latest\" needs CheckpointDirectory", options.ResumeFrom);
+        Require(options.ResumeFrom is null || !string.IsNullOrWhiteSpace(options.ResumeFrom),
+            nameof(options.ResumeFrom), "must be a checkpoint folder, \"latest\", or null; an empty string is none of them", $"\"{options.ResumeFrom}\"");
+        if (options.CheckpointDirectory is { } directory && CheckpointDirectoryProblem(directory) is { } problem)
+        {
+            failures.Add($"{nameof(options.CheckpointDirectory)} {problem}; got \"{directory}\".");
+        }
         Require(Enum.IsDefined(options.NonFiniteLoss), nameof(options.NonFiniteLoss), "must be Stop or SkipStep", options.NonFiniteLoss);
         Require(Enum.IsDefined(options.TeacherPrecision), nameof(options.TeacherPrecision), "must be Unchanged, BFloat16 or Float16", options.TeacherPrecision);
 
@@ -48,6 +53,26 @@ public sealed partial class DistillationTrainerOptionsValidator : IValidateOptio
         if (result.Failed) throw new OptionsValidationException(Options.DefaultName, typeof(DistillationTrainerOptions), result.Failures);
     }
 
-    [GeneratedRegex(@"^(auto|cpu|cuda|cuda:\d+)$")]
-    private static partial Regex DevicePattern();
+    /// <summary>Why a checkpoint folder cannot be used (checked before training runs, not after), or null.</summary>
+    private static string? CheckpointDirectoryProblem(string directory)
+    {
+        if (string.IsNullOrWhiteSpace(directory)) return "must be a folder path, or null to write no checkpoints";
+        if (directory.IndexOfAny(Path.GetInvalidPathChars()) >= 0 || directory.Contains('\0', StringComparison.Ordinal)) return "contains characters a path cannot hold";
+        string full;
+        try
+        {
+            full = Path.GetFullPath(directory);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            return $"is not a valid path ({e.Message})";
+        }
+        if (File.Exists(full)) return "names an existing file, not a folder";
+        for (string? parent = Path.GetDirectoryName(full); parent is not null; parent = Path.GetDirectoryName(parent))
+        {
+            if (File.Exists(parent)) return $"lies under {parent}, which is a file";
+            if (Directory.Exists(parent)) break;
+        }
+        return null;
+    }
 }

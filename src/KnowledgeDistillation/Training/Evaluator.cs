@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Models;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -11,8 +12,9 @@ internal static class Evaluator
 
     public static Quality Measure<TInput>(IDistillationModel<TInput> model, IEnumerable<DistillationBatch<TInput>> data, Device device)
     {
-        bool wasTraining = model.Module.training;
-        model.Module.eval();
+        nn.Module? module = (model as IModuleModel<TInput>)?.Module;
+        bool wasTraining = module?.training ?? false;
+        module?.eval();
         try
         {
             using var noGrad = no_grad();
@@ -31,7 +33,7 @@ internal static class Evaluator
                 Tensor flatLogits = logits.reshape(-1, logits.shape[^1]), flatLabels = labels.reshape(-1), flatKeep = keep.reshape(-1);
                 Tensor safeLabels = flatLabels.masked_fill(flatKeep.logical_not(), 0);
                 Tensor nll = F.cross_entropy(flatLogits, safeLabels, reduction: nn.Reduction.None);
-                lossSum.add_(nll.masked_fill(flatKeep.logical_not(), 0).sum().to(ScalarType.Float64)); // per-batch float32 sums, accumulated in float64
+                lossSum.add_(RowMask.Sum(nll, flatKeep).to(ScalarType.Float64)); // per-batch float32 sums, accumulated in float64
                 correct.add_(flatLogits.argmax(-1).eq(flatLabels).logical_and(flatKeep).sum());
                 kept.add_(flatKeep.sum());
             }
@@ -42,7 +44,7 @@ internal static class Evaluator
         }
         finally
         {
-            model.Module.train(wasTraining);
+            module?.train(wasTraining);
         }
     }
 }

@@ -12,7 +12,7 @@ public static class LearningRateSchedule
         return decay switch
         {
             LearningRateDecay.Linear => peak * (1 - progress),
-            LearningRateDecay.Cosine => peak * (1 + Math.Cos(Math.PI * progress)) / 2,
+            LearningRateDecay.Cosine => peak * (1 - Curves.CosineRamp(progress)),
             _ => peak,
         };
     }

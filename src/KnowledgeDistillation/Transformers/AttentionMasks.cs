@@ -16,6 +16,9 @@ internal static class AttentionMasks
         return zeros(allowed.shape, dtype: dtype, device: allowed.device).masked_fill(allowed.logical_not(), finfo(dtype).min);
     }
 
+    /// <summary><c>[S, S]</c> bool: true where query i may see key j, i.e. j ≤ i.</summary>
+    public static Tensor Causal(long length, Device device) => ones(length, length, dtype: ScalarType.Bool, device: device).tril();
+
     /// <summary>
     /// The <c>[B, 1, S, S]</c> additive mask for a padding mask <c>[B, S]</c> (true/1 = real token), combined with a
     /// causal mask when <paramref name="causal"/>; null when there is no padding mask (the fast paths handle causality).
@@ -26,7 +29,7 @@ internal static class AttentionMasks
         Tensor keys = (paddingMask.dtype == ScalarType.Bool ? paddingMask : paddingMask.ne(0)).unsqueeze(1).unsqueeze(2); // [B, 1, 1, S]
         long length = paddingMask.shape[1];
         Tensor allowed = causal
-            ? keys.logical_and(ones(length, length, dtype: ScalarType.Bool, device: paddingMask.device).triu(1).logical_not())
+            ? keys.logical_and(Causal(length, paddingMask.device))
             : keys.expand(paddingMask.shape[0], 1, length, length);
         return Additive(allowed, dtype);
     }

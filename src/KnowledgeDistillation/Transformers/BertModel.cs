@@ -17,7 +17,7 @@ namespace KnowledgeDistillation.Transformers;
 /// (when <see cref="BertConfig.UsePooler"/>), <c>classifier</c>. Without the pooler the classifier reads the first
 /// token's hidden state directly: the "pooler removed" student of DistilBERT.
 /// </remarks>
-public sealed class BertModel : nn.Module<Tensor, Tensor>, IDistillationModel<TokenBatch>
+public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatch>
 {
     private readonly Embedding word_embedding;
     private readonly Embedding position_embedding;
@@ -55,7 +55,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IDistillationModel<To
     /// <summary>The transformer blocks, first to last.</summary>
     public IReadOnlyList<TransformerBlock> Blocks => blocks.ToList();
 
-    nn.Module IDistillationModel<TokenBatch>.Module => this;
+    nn.Module IModuleModel<TokenBatch>.Module => this;
 
     /// <summary>Class logits <c>[B, NumLabels]</c> for unpadded token ids <c>[B, S]</c>.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;

@@ -17,7 +17,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <see cref="TransformerBlock"/>), <c>final_norm</c>, and <c>lm_head</c> when untied. Hidden states are the
 /// embedding output and each block's output, before the final norm.
 /// </remarks>
-public sealed class GptModel : nn.Module<Tensor, Tensor>, IDistillationModel<TokenBatch>
+public sealed class GptModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatch>
 {
     private readonly Embedding token_embedding;
     private readonly Embedding position_embedding;
@@ -49,7 +49,7 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IDistillationModel<Tok
     /// <summary>The transformer blocks, first to last.</summary>
     public IReadOnlyList<TransformerBlock> Blocks => blocks.ToList();
 
-    nn.Module IDistillationModel<TokenBatch>.Module => this;
+    nn.Module IModuleModel<TokenBatch>.Module => this;
 
     /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;

@@ -62,7 +62,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
 
     /// <summary><c>[1, 1, S, S]</c>: 0 on and below the diagonal, the dtype's lowest value above it.</summary>
     internal static Tensor CausalMask(long length, ScalarType dtype, Device device) =>
-        AttentionMasks.Additive(ones(length, length, dtype: ScalarType.Bool, device: device).triu(1).logical_not().unsqueeze(0).unsqueeze(0), dtype);
+        AttentionMasks.Additive(AttentionMasks.Causal(length, device).unsqueeze(0).unsqueeze(0), dtype);
 }
 
 /// <summary>One attention call's output and, when requested, its maps (<c>[B, H, S, S]</c>).</summary>

@@ -15,6 +15,10 @@ internal static class TokenInputs
         {
             throw new ArgumentException($"InputIds must be integer token ids of shape [B, S]; got {ids.dtype} with shape {Shapes.Describe(ids.shape)}.", nameof(batch));
         }
+        if (ids.shape[0] < 1)
+        {
+            throw new ArgumentException($"InputIds holds no sequence (shape {Shapes.Describe(ids.shape)}); a batch needs at least one.", nameof(batch));
+        }
         long length = ids.shape[1];
         if (length < 1 || length > config.ContextLength)
         {

@@ -36,7 +36,7 @@ public class CachedTeacherTrainingTests
         return (data, writer.Complete());
     }
 
-    private static IDistillationModel<Indexed> Adapt(nn.Module<Tensor, Tensor> module) =>
+    private static IModuleModel<Indexed> Adapt(nn.Module<Tensor, Tensor> module) =>
         DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, Indexed>(module, (m, batch, _) => new ModelOutput(m.call(batch.Features)));
 
     [Fact]
@@ -71,13 +71,16 @@ public class CachedTeacherTrainingTests
         using var cache = TeacherCache.Open(path);
         var cached = new CachedTeacher<Indexed>(cache, b => b.Examples);
 
-        Action wrongTemperature = () => new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create().SoftTargets(1.0, temperature: 4.0).Build(), Options(1))
-            .Train(data);
-        wrongTemperature.Should().Throw<InvalidOperationException>().WithMessage("*temperature 4*written at temperature 2*");
+        // Both are found when the trainer is constructed, before any step runs.
+        Action wrongTemperature = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create().SoftTargets(1.0, temperature: 4.0).Build(), Options(1));
+        wrongTemperature.Should().Throw<ArgumentException>().WithMessage("Term \"soft\" runs at temperature 4 but teacher 0's cache was written at temperature 2*");
 
-        Action reverse = () => new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create().ReverseKL(1.0, temperature: 2.0).Build(), Options(1))
-            .Train(data);
-        reverse.Should().Throw<InvalidOperationException>().WithMessage("*reverse_kl*ReverseKLLoss*cannot read a cached teacher*");
+        Action reverse = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create().ReverseKL(1.0, temperature: 2.0).Build(), Options(1));
+        reverse.Should().Throw<ArgumentException>().WithMessage("Term \"reverse_kl\" needs teacher 0's logits, which provides only TopKTargets*");
+
+        Action hidden = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create()
+            .Term("needs_hidden", 1.0, c => c.Student.Logits.sum(), teacherNeeds: new OutputRequest(HiddenStates: true)).Build(), Options(1));
+        hidden.Should().Throw<ArgumentException>().WithMessage("Term \"needs_hidden\" needs HiddenStates from teacher 0, which provides only TopKTargets*");
     }
 
     [Fact]

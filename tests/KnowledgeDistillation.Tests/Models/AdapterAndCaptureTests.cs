@@ -60,7 +60,7 @@ public class AdapterAndCaptureTests
     {
         using var scope = NewDisposeScope();
         var mlp = Mlp();
-        IDistillationModel<Tensor> model = DistillationModel.FromLogits(mlp);
+        IModuleModel<Tensor> model = DistillationModel.FromLogits(mlp);
         Tensor x = randn(4, 6);
 
         model.Forward(x, OutputRequest.LogitsOnly).Logits.ShouldBeClose(mlp.call(x), 0);

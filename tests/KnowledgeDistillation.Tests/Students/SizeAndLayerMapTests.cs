@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Students;
 using KnowledgeDistillation.Tests.Transformers;
 using KnowledgeDistillation.Transformers;
@@ -61,19 +62,30 @@ public class SizeAndLayerMapTests
     }
 
     [Fact]
-    public void A_layer_map_pairs_layers_and_adds_projections_when_widths_differ()
+    public void A_layer_map_pairs_layers_and_the_objective_adds_a_projection_per_pair_when_widths_differ()
     {
         var teacher = new BertConfig { VocabSize = 100, Width = 48, Heads = 12, Layers = 12 };
         var student = new BertConfig { VocabSize = 100, Width = 24, Heads = 4, Layers = 4 };
 
-        LayerMap map = LayerMap.Create(teacher, student, LayerSelection.UniformSpread, includeEmbeddings: true);
+        LayerMap map = LayerSelection.UniformSpread.Map(teacher, student, includeEmbeddings: true);
 
         map.Pairs.Should().Equal(new LayerPair(0, 0), new LayerPair(1, 4), new LayerPair(2, 7), new LayerPair(3, 11));
         map.HiddenStateIndices.Should().Equal((0, 0), (1, 1), (2, 5), (3, 8), (4, 12));
         map.AttentionIndices.Should().Equal((0, 0), (1, 4), (2, 7), (3, 11));
         map.NeedsProjection.Should().BeTrue();
-        map.CreateHiddenStateMseLosses().Should().HaveCount(5).And.OnlyContain(l => l.Projection != null && l.Projection.in_features == 24 && l.Projection.out_features == 48);
-        LayerMap.Create(teacher, teacher with { Layers = 6 }, LayerSelection.EveryOther).CreateCosineLosses().Should().OnlyContain(l => l.Projection == null);
+        // Five matched hidden states, each with its own 24 -> 48 projection (weight and bias).
+        DistillationObjective.Create().HiddenStateMse(1.0, map).Build().parameters().Select(p => string.Join("x", p.shape)).Should()
+            .Equal(Enumerable.Range(0, 5).SelectMany(_ => new[] { "48x24", "48" }));
+        DistillationObjective.Create().HiddenStateCosine(1.0, LayerSelection.EveryOther.Map(teacher, teacher with { Layers = 6 })).Build()
+            .parameters().Should().BeEmpty("equal widths need no projection");
+    }
+
+    [Fact]
+    public void A_layer_map_from_explicit_pairs_checks_them()
+    {
+        LayerMap.FromPairs([new LayerPair(1, 5), new LayerPair(0, 2)], 8, 8, 2, 2).Pairs.Should().Equal(new LayerPair(0, 2), new LayerPair(1, 5));
+        ((Action)(() => LayerMap.FromPairs([new LayerPair(0, 2), new LayerPair(0, 3)], 8, 8, 2, 2))).Should().Throw<ArgumentException>().WithMessage("Student layer 0 is matched twice*");
+        ((Action)(() => LayerMap.FromPairs([new LayerPair(-1, 2)], 8, 8, 2, 2))).Should().Throw<ArgumentException>().WithMessage("*0 or more*");
     }
 
     [Fact]
@@ -81,9 +93,9 @@ public class SizeAndLayerMapTests
     {
         var teacher = new GptConfig { VocabSize = 10, Width = 24, Heads = 4, Layers = 4 };
 
-        ((Action)(() => LayerMap.Create(teacher, teacher with { Heads = 3, Layers = 2 }, LayerSelection.FirstK))).Should().Throw<ArgumentException>()
+        ((Action)(() => LayerSelection.FirstK.Map(teacher, teacher with { Heads = 3, Layers = 2 }))).Should().Throw<ArgumentException>()
             .WithMessage("The teacher's head count (4) must be a positive multiple of the student's (3)*");
-        ((Action)(() => LayerMap.Create(teacher, teacher with { Layers = 5 }, LayerSelection.FirstK))).Should().Throw<ArgumentException>()
+        ((Action)(() => LayerSelection.FirstK.Map(teacher, teacher with { Layers = 5 }))).Should().Throw<ArgumentException>()
             .WithMessage("A student cannot have more layers (5) than its teacher (4)*");
     }
 }

@@ -80,7 +80,7 @@ public class ObjectiveTests
     [Fact]
     public void Projections_of_hidden_terms_are_parameters_of_the_objective()
     {
-        var map = KnowledgeDistillation.Students.LayerMap.Create(4, 2, KnowledgeDistillation.Students.LayerSelection.UniformSpread, teacherWidth: 12, studentWidth: 6, teacherHeads: 4, studentHeads: 2);
+        var map = KnowledgeDistillation.Students.LayerSelection.UniformSpread.Map(4, 2, teacherWidth: 12, studentWidth: 6, teacherHeads: 4, studentHeads: 2);
 
         DistillationObjective objective = DistillationObjective.Create().HiddenStateMse(1.0, map).HiddenStateCosine(1.0, map).Build();
 

@@ -18,7 +18,7 @@ public class TransformerDistillationTests
         GptConfig config = TinyModels.Gpt() with { Layers = 4, Dropout = 0.1 };
         GptModel teacherA = TinyModels.GptModel(seed: 1, config: config), teacherB = TinyModels.GptModel(seed: 2, config: config);
         GptModel student = StudentFactory.FromTeacher(teacherA, new StudentOptions { Layers = 2, Width = 12, Heads = 3 }).Model;
-        LayerMap map = LayerMap.Create(config, student.Config, LayerSelection.UniformSpread, includeEmbeddings: true);
+        LayerMap map = LayerSelection.UniformSpread.Map(config, student.Config, includeEmbeddings: true);
         DistillationObjective objective = DistillationObjective.Create()
             .TeacherWeights(2, 1)
             .SoftTargets(1.0, temperature: 2.0)

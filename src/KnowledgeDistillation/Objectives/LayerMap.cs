@@ -1,7 +1,4 @@
-using KnowledgeDistillation.Losses;
-using KnowledgeDistillation.Transformers;
-
-namespace KnowledgeDistillation.Students;
+namespace KnowledgeDistillation.Objectives;
 
 /// <summary>One matched pair of layers, 0-based (their hidden states are at index layer + 1 of <c>ModelOutput.HiddenStates</c>).</summary>
 /// <param name="Student">The student layer.</param>
@@ -9,9 +6,10 @@ namespace KnowledgeDistillation.Students;
 public sealed record LayerPair(int Student, int Teacher);
 
 /// <summary>
-/// Which student layer is matched with which teacher layer for intermediate losses (hidden states, attention),
-/// built from a <see cref="LayerSelection"/> and validated against both models' layer counts, widths and head
-/// counts. When the widths differ, the hidden-state losses it creates carry a learnable projection each.
+/// Which student layer is matched with which teacher layer for intermediate terms (hidden states, attention),
+/// validated against both models' widths and head counts. Build one from a layer selection
+/// (<c>LayerSelection.UniformSpread.Map(teacherConfig, studentConfig)</c>) or from explicit pairs. When the widths
+/// differ, the objective's hidden-state terms give each pair a learnable projection.
 /// </summary>
 public sealed class LayerMap
 {
@@ -53,19 +51,17 @@ public sealed class LayerMap
     /// <summary>(student, teacher) indices into the attention lists of <c>ModelOutput</c>.</summary>
     public IReadOnlyList<(int Student, int Teacher)> AttentionIndices => Pairs.Select(p => (p.Student, p.Teacher)).ToArray();
 
-    /// <summary>Maps two reference-transformer configurations.</summary>
-    public static LayerMap Create(TransformerConfig teacher, TransformerConfig student, LayerSelection selection, bool includeEmbeddings = false)
+    /// <summary>A map from explicit pairs (student layer, teacher layer), 0-based, in student order.</summary>
+    /// <exception cref="ArgumentException">A layer index is negative, a student layer appears twice, or widths or heads do not fit.</exception>
+    public static LayerMap FromPairs(IEnumerable<LayerPair> pairs, int teacherWidth, int studentWidth, int teacherHeads, int studentHeads, bool includeEmbeddings = false)
     {
-        ArgumentNullException.ThrowIfNull(teacher);
-        ArgumentNullException.ThrowIfNull(student);
-        return Create(teacher.Layers, student.Layers, selection, teacher.Width, student.Width, teacher.Heads, student.Heads, includeEmbeddings);
-    }
-
-    /// <summary>Maps any two models, described by their layer counts, widths and head counts.</summary>
-    /// <exception cref="ArgumentException">Layer counts, widths or heads do not fit.</exception>
-    public static LayerMap Create(int teacherLayers, int studentLayers, LayerSelection selection, int teacherWidth, int studentWidth, int teacherHeads, int studentHeads, bool includeEmbeddings = false)
-    {
-        ArgumentNullException.ThrowIfNull(selection);
+        ArgumentNullException.ThrowIfNull(pairs);
+        LayerPair[] list = pairs.ToArray();
+        if (list.Length == 0 && !includeEmbeddings) throw new ArgumentException("A layer map needs at least one pair (or includeEmbeddings).", nameof(pairs));
+        LayerPair? negative = list.FirstOrDefault(p => p.Student < 0 || p.Teacher < 0);
+        if (negative is not null) throw new ArgumentException($"Layer indices are 0 or more; got {negative}.", nameof(pairs));
+        int? repeated = list.GroupBy(p => p.Student).Where(g => g.Count() > 1).Select(g => (int?)g.Key).FirstOrDefault();
+        if (repeated is not null) throw new ArgumentException($"Student layer {repeated} is matched twice.", nameof(pairs));
         if (teacherWidth <= 0) throw new ArgumentOutOfRangeException(nameof(teacherWidth), teacherWidth, "teacherWidth must be positive.");
         if (studentWidth <= 0) throw new ArgumentOutOfRangeException(nameof(studentWidth), studentWidth, "studentWidth must be positive.");
         if (studentHeads <= 0 || teacherHeads <= 0 || teacherHeads % studentHeads != 0)
@@ -74,18 +70,8 @@ public sealed class LayerMap
                 $"The teacher's head count ({teacherHeads}) must be a positive multiple of the student's ({studentHeads}) for attention maps to be matched (teacher heads are averaged in groups).",
                 nameof(studentHeads));
         }
-        int[] teacherForStudent = selection.Select(teacherLayers, studentLayers);
-        LayerPair[] pairs = teacherForStudent.Select((t, s) => new LayerPair(s, t)).ToArray();
-        return new LayerMap(pairs, includeEmbeddings, studentWidth, teacherWidth, studentHeads, teacherHeads);
+        return new LayerMap(list.OrderBy(p => p.Student).ToArray(), includeEmbeddings, studentWidth, teacherWidth, studentHeads, teacherHeads);
     }
-
-    /// <summary>One <see cref="HiddenStateMseLoss"/> per matched hidden state, each with its own projection when the widths differ.</summary>
-    public IReadOnlyList<HiddenStateMseLoss> CreateHiddenStateMseLosses() =>
-        HiddenStateIndices.Select(_ => NeedsProjection ? new HiddenStateMseLoss(StudentWidth, TeacherWidth) : new HiddenStateMseLoss()).ToArray();
-
-    /// <summary>One <see cref="CosineEmbeddingLoss"/> per matched hidden state, each with its own projection when the widths differ.</summary>
-    public IReadOnlyList<CosineEmbeddingLoss> CreateCosineLosses() =>
-        HiddenStateIndices.Select(_ => NeedsProjection ? new CosineEmbeddingLoss(StudentWidth, TeacherWidth) : new CosineEmbeddingLoss()).ToArray();
 
     /// <inheritdoc />
     public override string ToString() =>
