@@ -50,10 +50,19 @@ public class SizeAndLayerMapTests
         GptModel student = StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = 2 }).Model;
         Tensor ids = TinyModels.Ids(1, 2, 16, 37);
 
-        CompressionReport report = CompressionReport.Compare(teacher, student, m => ((GptModel)m).call(ids), runs: 3, warmup: 1);
+        var calls = new Dictionary<nn.Module, int> { [teacher] = 0, [student] = 0 };
+        // Each forward takes at least a known time (a sleep), so the medians have lower bounds a wrong timer would miss.
+        CompressionReport report = CompressionReport.Compare(teacher, student, m =>
+        {
+            calls[m]++;
+            ((GptModel)m).call(ids);
+            Thread.Sleep(m == teacher ? 40 : 10);
+        }, runs: 3, warmup: 1);
 
-        report.Latency!.TeacherMilliseconds.Should().BePositive();
-        report.Latency.StudentMilliseconds.Should().BePositive();
+        calls[teacher].Should().Be(4, "one warm-up and three timed runs");
+        calls[student].Should().Be(4);
+        report.Latency!.TeacherMilliseconds.Should().BeGreaterThanOrEqualTo(40);
+        report.Latency.StudentMilliseconds.Should().BeGreaterThanOrEqualTo(10);
         report.Latency.Runs.Should().Be(3);
         student.training.Should().BeTrue("timing restores the training mode it found");
         string table = report.ToString();

@@ -177,17 +177,25 @@ public class DistillationTrainerTests
         List<DistillationBatch<Tensor>> train = Data(teacher, 10, 32, 6), eval = Data(teacher, 4, 64, 7);
         var early = new EarlyStoppingCallback(patience: 1, minDelta: 10); // no change can be that large: stops at the 2nd evaluation
         var evaluations = new List<EvaluationReport>();
-        var trainer = new DistillationTrainer<Tensor>(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(Student()),
+        var student = Student();
+        var trainer = new DistillationTrainer<Tensor>(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(student),
             DistillationObjective.Create().SoftTargets(1.0).Build(), Options(100, o => o.EvaluationInterval = 10));
 
         TrainingResult result = trainer.Train(train, eval, [early, new Recorder(evaluations: evaluations)]);
+        double accuracy;
+        using (no_grad())
+        {
+            student.eval();
+            accuracy = eval.Average(b => student.call(b.Inputs).argmax(-1).eq(b.Labels!).to(ScalarType.Float64).mean().item<double>());
+        }
 
         result.StoppedEarly.Should().BeTrue();
         result.Steps.Should().Be(20);
         EvaluationReport last = result.LastEvaluation!;
         last.MetricName.Should().Be("accuracy");
         last.TeacherMetric.Should().Be(1.0, "the labels are the teacher's own predictions");
-        last.Retention.Should().BeApproximately(last.StudentMetric / last.TeacherMetric, 1e-12);
+        last.StudentMetric.Should().BeApproximately(accuracy, 1e-12, "equal-sized batches: the mean of batch accuracies is the accuracy");
+        last.Retention.Should().BeApproximately(accuracy / 1.0, 1e-12);
         evaluations.Should().HaveCountGreaterThanOrEqualTo(2);
     }
 

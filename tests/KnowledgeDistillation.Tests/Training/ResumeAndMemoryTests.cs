@@ -59,21 +59,22 @@ public class ResumeAndMemoryTests
     }
 
     [Fact]
-    public void Resuming_latest_ignores_a_half_written_checkpoint_left_by_a_crash()
+    public void Resuming_latest_skips_a_newer_checkpoint_folder_whose_files_a_power_loss_left_incomplete()
     {
         var teacher = Teacher();
         List<DistillationBatch<Tensor>> batches = Data(teacher, 8, 16, 13);
         using var folder = new TemporaryFolder();
         var student = Student(seed: 3);
         Trainer(teacher, student, folder.Path, null).Train(ShuffledEachEpoch(batches));
-        // What a crash in the middle of writing checkpoint 20 would leave: only the temporary folder, partly written.
-        Directory.CreateDirectory(Path.Combine(folder.Path, ".checkpoint-20.tmp-crashed"));
-        File.WriteAllText(Path.Combine(folder.Path, ".checkpoint-20.tmp-crashed", "student.dat"), "partial");
+        // Named like a real, newer checkpoint — so "latest" picks it first — but holding a partial student and no manifest.
+        string newer = Path.Combine(folder.Path, "checkpoint-20");
+        Directory.CreateDirectory(newer);
+        File.WriteAllBytes(Path.Combine(newer, "student.dat"), File.ReadAllBytes(Path.Combine(folder.Path, $"checkpoint-{Steps}", "student.dat"))[..40]);
         var resumed = Student(seed: 4);
 
         TrainingResult result = Trainer(teacher, resumed, folder.Path, "latest").Train(ShuffledEachEpoch(batches));
 
-        result.Steps.Should().Be(Steps, "the newest complete checkpoint (step 14) was used and the run was already complete");
+        result.Steps.Should().Be(Steps, "the newest checkpoint that verifies (step 14) was used and the run was already complete");
         SameWeights(Snapshot(resumed), Snapshot(student)).Should().BeTrue();
     }
 
