@@ -21,14 +21,14 @@ internal static class Networks
         nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10));
 
     /// <summary>A teacher whose "forward pass" reads precomputed logits ([views, images, classes]) for the batch's view and rows.</summary>
-    public static IDistillationModel<Images> CachedTeacher(Tensor logits) =>
-        DistillationModel.FromFunction<Images>((batch, _) => new ModelOutput(logits[batch.View].index_select(0, batch.Rows)));
+    public static IDistillationModel<Images> CachedTeacher(Tensor logits, Device device) =>
+        DistillationModel.FromFunction<Images>((batch, _) => new ModelOutput(logits[batch.View].index_select(0, batch.Rows).to(device)));
 
     public static IModuleModel<Images> Student(nn.Module<Tensor, Tensor> model) =>
         DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, Images>(model, (m, batch, _) => new ModelOutput(m.call(batch.Pixels)));
 
     public static void Fit(string name, IReadOnlyList<IDistillationModel<Images>> teachers, nn.Module<Tensor, Tensor> model, DistillationObjective objective,
-        Tensor x, Tensor y, Augmentation augmentation, int epochs, LearningRateDecay decay)
+        Tensor x, Tensor y, Augmentation augmentation, int epochs, LearningRateDecay decay, Device device)
     {
         long count = x.shape[0];
         const int batch = 128;
@@ -39,12 +39,13 @@ internal static class Networks
             for (long start = 0; start < count; start += batch)
             {
                 Tensor rows = order[TensorIndex.Slice(start, Math.Min(count, start + batch))];
-                yield return new DistillationBatch<Images>(new Images(augmentation.Apply(x, view, rows), rows, view), y.index_select(0, rows)) { DisposeAfterUse = true };
+                // Images is the sample's own batch type, which the trainer does not move: its pixels go to the device here.
+                yield return new DistillationBatch<Images>(new Images(augmentation.Apply(x, view, rows).to(device), rows, view), y.index_select(0, rows)) { DisposeAfterUse = true };
             }
         }
         var options = new DistillationTrainerOptions
         {
-            Epochs = epochs, LearningRate = 1e-3, Decay = decay, WeightDecay = 0, MaxGradientNorm = null, Device = "cpu", Seed = 3,
+            Epochs = epochs, LearningRate = 1e-3, Decay = decay, WeightDecay = 0, MaxGradientNorm = null, Device = device.ToString(), Seed = 3,
             LoggingInterval = 50,
         };
         var trainer = new DistillationTrainer<Images>(teachers, Student(model), objective, options);
@@ -58,7 +59,8 @@ internal static class Networks
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         var parts = new List<Tensor>();
-        for (long start = 0; start < x.shape[0]; start += 1000) parts.Add(model.call(x[TensorIndex.Slice(start, start + 1000)]));
+        Device device = SampleDevice.Of(model);
+        for (long start = 0; start < x.shape[0]; start += 1000) parts.Add(model.call(x[TensorIndex.Slice(start, start + 1000)].to(device)).cpu());
         return cat(parts, 0).MoveToOuterDisposeScope();
     }
 

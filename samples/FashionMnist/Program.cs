@@ -7,20 +7,25 @@ using System.Diagnostics;
 using System.Globalization;
 using FashionMnist;
 using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Runtime;
 using KnowledgeDistillation.Training;
+using Samples.Shared;
 using ScottPlot;
 using Spectre.Console;
+using TorchSharp;
 using static TorchSharp.torch;
 
 var dataOption = new Option<string>("--data") { Description = "Folder with the four Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnistData.DebianFolder };
 var outputOption = new Option<string>("--output") { Description = "Folder for the plot and the trained teacher.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "fashion-mnist") };
 var quickOption = new Option<bool>("--quick") { Description = "A short run on part of the data (about a minute)." };
-var root = new RootCommand("Hinton et al.'s distillation experiment on Fashion-MNIST.") { dataOption, outputOption, quickOption };
+var deviceOption = SampleDevice.Option();
+var root = new RootCommand("Hinton et al.'s distillation experiment on Fashion-MNIST.") { dataOption, outputOption, quickOption, deviceOption };
 root.SetAction(parse =>
 {
     try
     {
-        return Run(parse.GetValue(dataOption)!, parse.GetValue(outputOption)!, parse.GetValue(quickOption) ? Settings.Quick : Settings.Full);
+        return Run(parse.GetValue(dataOption)!, parse.GetValue(outputOption)!, parse.GetValue(quickOption) ? Settings.Quick : Settings.Full,
+            DeviceSelection.Resolve(parse.GetValue(deviceOption)!));
     }
     catch (Exception e)
     {
@@ -30,7 +35,7 @@ root.SetAction(parse =>
 });
 return root.Parse(args).Invoke();
 
-static int Run(string dataFolder, string output, Settings settings)
+static int Run(string dataFolder, string output, Settings settings, Device device)
 {
     if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132;
     var clock = Stopwatch.StartNew();
@@ -45,13 +50,17 @@ static int Run(string dataFolder, string output, Settings settings)
     manual_seed(1);
     var teacher = Networks.Cnn();
     using var imagesOnly = new Augmentation(n, views: 1, maxBlend: 0, seed: 5);
-    if (File.Exists(teacherFile)) teacher.load(teacherFile);
+    if (File.Exists(teacherFile))
+    {
+        teacher.load(teacherFile);
+        teacher.to(device);
+    }
     else
     {
         long all = data.TrainImages.shape[0];
         using var allImages = new Augmentation(all, views: 1, maxBlend: 0, seed: 5);
         Networks.Fit("teacher CNN", [], teacher, DistillationObjective.Create().HardTargets(1.0).Build(), data.TrainImages, data.TrainLabels, allImages,
-            settings.TeacherEpochs, LearningRateDecay.Cosine);
+            settings.TeacherEpochs, LearningRateDecay.Cosine, device);
         teacher.save(teacherFile);
     }
     int teacherErrors = Networks.TestErrors(teacher, data);
@@ -66,8 +75,8 @@ static int Run(string dataFolder, string output, Settings settings)
     {
         manual_seed(2);
         var student = Networks.Mlp(run.Hidden);
-        Networks.Fit($"{run.Student} {run.Training}", run.Objective.UsesTeachers ? [Networks.CachedTeacher(teacherLogits)] : [], student, run.Objective,
-            trainX, trainY, run.Blends ? blends : imagesOnly, settings.StudentEpochs, LearningRateDecay.Cosine);
+        Networks.Fit($"{run.Student} {run.Training}", run.Objective.UsesTeachers ? [Networks.CachedTeacher(teacherLogits, device)] : [], student, run.Objective,
+            trainX, trainY, run.Blends ? blends : imagesOnly, settings.StudentEpochs, LearningRateDecay.Cosine, device);
         rows.Add((run.Student, run.Training, Networks.TestErrors(student, data)));
     }
 

@@ -18,12 +18,13 @@ using static TorchSharp.torch;
 
 var outputOption = new Option<string>("--output") { Description = "Folder for the plot and the cached teacher.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "tinybert") };
 var quickOption = new Option<bool>("--quick") { Description = "A short run that checks everything works." };
-var root = new RootCommand("Distil a BERT-style classifier into a 2-layer, half-width student with and without TinyBERT's intermediate losses.") { outputOption, quickOption };
+var deviceOption = SampleDevice.Option();
+var root = new RootCommand("Distil a BERT-style classifier into a 2-layer, half-width student with and without TinyBERT's intermediate losses.") { outputOption, quickOption, deviceOption };
 root.SetAction(parse =>
 {
     try
     {
-        return Run(parse.GetValue(outputOption)!, parse.GetValue(quickOption));
+        return Run(parse.GetValue(outputOption)!, parse.GetValue(quickOption), parse.GetValue(deviceOption)!);
     }
     catch (Exception e)
     {
@@ -33,7 +34,7 @@ root.SetAction(parse =>
 });
 return root.Parse(args).Invoke();
 
-static int Run(string output, bool quick)
+static int Run(string output, bool quick, string device)
 {
     if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132;
     int teacherSteps = quick ? 300 : 1500, studentSteps = quick ? 200 : 1000;
@@ -53,7 +54,7 @@ static int Run(string output, bool quick)
     else
     {
         // The teacher learns from the labels alone: the same trainer, with no teacher and a label-only objective.
-        Train("teacher", null, teacher, DistillationObjective.Create().HardTargets(1.0).Build(), teacherSteps, Training);
+        Train("teacher", null, teacher, DistillationObjective.Create().HardTargets(1.0).Build(), teacherSteps, Training, device);
         teacher.save(cache);
     }
     double teacherSeconds = timer.Elapsed.TotalSeconds;
@@ -73,7 +74,7 @@ static int Run(string output, bool quick)
         manual_seed(2); // every student starts from the same random initialisation
         var student = new BertModel(studentConfig);
         timer.Restart();
-        DistillationTrainer<TokenBatch> trainer = Train(name, teacher, student, objective, studentSteps, Training);
+        DistillationTrainer<TokenBatch> trainer = Train(name, teacher, student, objective, studentSteps, Training, device);
         EvaluationReport report = trainer.Evaluate(validation);
         teacherReport ??= report;
         rows.Add((name, ModelSize.Of(student).Parameters, report.StudentMetric, report.Retention, timer.Elapsed.TotalSeconds));
@@ -105,11 +106,11 @@ static int Run(string output, bool quick)
 }
 
 static DistillationTrainer<TokenBatch> Train(string name, BertModel? teacher, BertModel student, DistillationObjective objective, int steps,
-    Func<int, IEnumerable<DistillationBatch<TokenBatch>>> data)
+    Func<int, IEnumerable<DistillationBatch<TokenBatch>>> data, string device)
 {
     var options = new DistillationTrainerOptions
     {
-        MaxSteps = steps, LearningRate = 1e-3, WarmupSteps = steps / 10, Decay = LearningRateDecay.Cosine, Device = "cpu", Seed = 3, LoggingInterval = 25,
+        MaxSteps = steps, LearningRate = 1e-3, WarmupSteps = steps / 10, Decay = LearningRateDecay.Cosine, Device = device, Seed = 3, LoggingInterval = 25,
     };
     var trainer = new DistillationTrainer<TokenBatch>(teacher is null ? [] : [teacher], student, objective, options);
     TrainingProgressBar.Show(name, steps, progress => trainer.Train(data, progress: progress));

@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace TinyGpt;
 
 /// <summary>Settings of one run of the sample.</summary>
-internal sealed record Settings(string? CorpusPath, string Output, int TeacherSteps, int StudentSteps, int ValidationBatches, double Temperature, int Seed);
+internal sealed record Settings(string? CorpusPath, string Output, int TeacherSteps, int StudentSteps, int ValidationBatches, double Temperature, int Seed, Device Device);
 
 /// <summary>One model's row of the results table.</summary>
 internal sealed record ModelResult(string Name, long Parameters, double Megabytes, double Perplexity, double TokensPerSecond, double TrainSeconds);
@@ -44,7 +44,7 @@ internal sealed class Experiment(Settings settings)
         var options = new DistillationTrainerOptions
         {
             MaxSteps = settings.StudentSteps, LearningRate = 2e-3, WarmupSteps = Math.Min(50, settings.StudentSteps / 10), Decay = LearningRateDecay.Cosine,
-            MaxGradientNorm = 1.0, WeightDecay = 0.01, Device = "cpu", Seed = settings.Seed, LoggingInterval = 50,
+            MaxGradientNorm = 1.0, WeightDecay = 0.01, Device = settings.Device.ToString(), Seed = settings.Seed, LoggingInterval = 50,
         };
 
         // Control: the student's shape, random initialisation, hard labels only (the teacher is not run).
@@ -87,12 +87,14 @@ internal sealed class Experiment(Settings settings)
         if (File.Exists(cache))
         {
             teacher.load(cache);
+            teacher.to(settings.Device);
             AnsiConsole.MarkupLine($"[grey]Teacher loaded from {Markup.Escape(cache)}[/]");
             cached = true;
             return teacher;
         }
 
         // A plain TorchSharp language-model loop: the teacher is trained before any distillation.
+        teacher.to(settings.Device);
         var optimizer = optim.AdamW(teacher.parameters(), 2e-3, weight_decay: 0.01);
         teacher.train();
         using IEnumerator<DistillationBatch<TokenBatch>> data = batches.Training().GetEnumerator();
@@ -106,8 +108,8 @@ internal sealed class Experiment(Settings settings)
                 double lr = LearningRateSchedule.At(step, settings.TeacherSteps, 2e-3, Math.Min(100, settings.TeacherSteps / 10), LearningRateDecay.Cosine);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
                 optimizer.zero_grad();
-                Tensor logits = teacher.call(batch.Inputs.InputIds);
-                nn.functional.cross_entropy(logits.reshape(-1, 256), batch.Labels!.reshape(-1)).backward();
+                Tensor logits = teacher.call(batch.Inputs.InputIds.to(settings.Device));
+                nn.functional.cross_entropy(logits.reshape(-1, 256), batch.Labels!.to(settings.Device).reshape(-1)).backward();
                 nn.utils.clip_grad_norm_(teacher.parameters(), 1.0);
                 optimizer.step();
                 batch.Inputs.InputIds.Dispose();
@@ -138,7 +140,7 @@ internal sealed class Experiment(Settings settings)
         foreach (DistillationBatch<TokenBatch> batch in validation)
         {
             using var scope = NewDisposeScope();
-            model.call(batch.Inputs.InputIds);
+            model.call(batch.Inputs.InputIds.to(SampleDevice.Of(model)));
             tokens += batch.Inputs.InputIds.numel();
         }
         ModelSize size = ModelSize.Of(model);

@@ -35,8 +35,8 @@ internal static class Plots
         using (NewDisposeScope())
         {
             teacher.eval();
-            Tensor ids = tensor(prompt.Select(c => (long)c).ToArray()).unsqueeze(0);
-            logits = teacher.call(ids)[0, -1].data<float>().ToArray();
+            Tensor ids = tensor(prompt.Select(c => (long)c).ToArray()).unsqueeze(0).to(Samples.Shared.SampleDevice.Of(teacher));
+            logits = teacher.call(ids)[0, -1].cpu().data<float>().ToArray();
         }
         int[] top = Enumerable.Range(0, logits.Length).OrderByDescending(i => logits[i]).Take(10).ToArray();
         double[][] probabilities = temperatures.Select(t => Softmax(logits, t)).ToArray();

@@ -3,6 +3,7 @@
 using System.CommandLine;
 using System.Globalization;
 using KnowledgeDistillation.Runtime;
+using Samples.Shared;
 using Spectre.Console;
 using TinyGpt;
 
@@ -11,15 +12,16 @@ var outputOption = new Option<string>("--output") { Description = "Folder for pl
 var quickOption = new Option<bool>("--quick") { Description = "A short run (about 90 seconds) that checks everything works; its teacher is undertrained." };
 var temperatureOption = new Option<double>("--temperature") { Description = "Distillation temperature T.", DefaultValueFactory = _ => 2.0 };
 var seedOption = new Option<int>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
+var deviceOption = SampleDevice.Option();
 var root = new RootCommand("Distil a byte-level GPT teacher into a half-depth student and compare it with the student trained alone.")
 {
-    corpusOption, outputOption, quickOption, temperatureOption, seedOption,
+    corpusOption, outputOption, quickOption, temperatureOption, seedOption, deviceOption,
 };
 root.SetAction(parse =>
 {
     bool quick = parse.GetValue(quickOption);
     var settings = new Settings(parse.GetValue(corpusOption), parse.GetValue(outputOption)!, TeacherSteps: quick ? 200 : 1200, StudentSteps: quick ? 150 : 800,
-        ValidationBatches: quick ? 10 : 40, parse.GetValue(temperatureOption), parse.GetValue(seedOption));
+        ValidationBatches: quick ? 10 : 40, parse.GetValue(temperatureOption), parse.GetValue(seedOption), DeviceSelection.Resolve(parse.GetValue(deviceOption)!));
     try
     {
         return Run(settings);
@@ -36,7 +38,7 @@ static int Run(Settings settings)
 {
     if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132; // tables stay readable in logs
     TorchRuntimeInfo info = TorchRuntimeInfo.Probe();
-    AnsiConsole.MarkupLine($"TorchSharp {info.TorchSharpVersion} on {info.DefaultDevice}, {info.IntraOpThreads} threads");
+    AnsiConsole.MarkupLine($"TorchSharp {info.TorchSharpVersion} on {settings.Device}, {info.IntraOpThreads} CPU threads");
     Corpus corpus = Corpus.Load(settings.CorpusPath);
     AnsiConsole.MarkupLine($"Corpus: {Markup.Escape(corpus.Source)}: {corpus.Train.Length:N0} training and {corpus.Validation.Length:N0} validation bytes");
 

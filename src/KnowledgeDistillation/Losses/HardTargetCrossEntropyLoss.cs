@@ -36,6 +36,9 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
     /// <summary>ε.</summary>
     public double LabelSmoothing { get; }
 
+    /// <summary>How per-row losses become the loss (default: mean over kept rows).</summary>
+    public RowReduction Reduction { get; init; } = RowReduction.Mean;
+
     /// <summary>The loss over the rows whose label is not <see cref="IgnoreIndex"/>.</summary>
     /// <param name="studentLogits">Logits, <c>[N, C]</c> or <c>[B, S, C]</c>.</param>
     /// <param name="labels">Class indices, <c>[N]</c> or <c>[B, S]</c>.</param>
@@ -65,7 +68,7 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         {
             // libtorch's fused log-softmax + NLL: fewer passes over [rows, C] than log_softmax + gather, forward and backward.
             Tensor nll = nn.functional.cross_entropy(logits.reshape(-1, classes), safeLabels.reshape(-1), reduction: nn.Reduction.None);
-            return RowMask.Mean(nll.reshape(keep.shape), keep).MoveToOuterDisposeScope();
+            return RowMask.Reduce(nll.reshape(keep.shape), keep, Reduction).MoveToOuterDisposeScope();
         }
         Tensor logProbs = logits.log_softmax(-1);
         Tensor nllPerRow = -logProbs.gather(-1, safeLabels.unsqueeze(-1)).squeeze(-1);
@@ -73,7 +76,7 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         Tensor meanLogProb = where(available, logProbs, zeros(1, dtype: type, device: logProbs.device)).sum(-1)
             / available.sum(-1).to(type).clamp_min(1);
         Tensor perRow = nllPerRow * (1 - LabelSmoothing) - meanLogProb * LabelSmoothing;
-        return RowMask.Mean(perRow, keep).MoveToOuterDisposeScope();
+        return RowMask.Reduce(perRow, keep, Reduction).MoveToOuterDisposeScope();
     }
 
     private void RequireLabelsInRange(Tensor labels, Tensor keep, long classes)

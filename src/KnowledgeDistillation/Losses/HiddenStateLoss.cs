@@ -34,6 +34,9 @@ public abstract class HiddenStateLoss : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>How per-row losses become the loss (default: mean over kept rows).</summary>
+    public RowReduction Reduction { get; init; } = RowReduction.Mean;
+
     /// <summary>The learnable student→teacher projection, or null when the widths are equal.</summary>
     public Linear? Projection => projection;
 
@@ -74,7 +77,7 @@ public abstract class HiddenStateLoss : nn.Module<Tensor, Tensor, Tensor>
         }
         Tensor s = RowMask.ZeroDropped(student.to(type), keep, 1);
         Tensor t = RowMask.ZeroDropped(teacherHidden.detach().to(type), keep, 1);
-        return RowMask.Mean(RowLoss(s, t), keep).MoveToOuterDisposeScope();
+        return RowMask.Reduce(RowLoss(s, t), keep, Reduction).MoveToOuterDisposeScope();
     }
 
     /// <summary>The loss of each row: <c>[..., D]</c> student (already projected) and teacher in, <c>[...]</c> out.</summary>

@@ -58,6 +58,15 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Whether the loss is multiplied by T².</summary>
     public bool ScaleByTemperatureSquared { get; set; }
 
+    /// <summary>How per-row divergences become the loss (default: mean over kept rows).</summary>
+    public RowReduction Reduction
+    {
+        get => _reduction;
+        set => _reduction = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(Reduction), value, $"Reduction must be Mean, Sum or BatchMean; got {value}.");
+    }
+
+    private RowReduction _reduction = RowReduction.Mean;
+
     /// <summary>Rows whose label equals this value are dropped (as cross-entropy's ignore_index).</summary>
     public long IgnoreIndex { get; }
 
@@ -89,12 +98,12 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         long classes = studentLogits.shape[^1];
         if (studentLogits.numel() > MaxChunkElements && classes > 0)
         {
-            return Chunked(studentLogits.reshape(-1, classes), teacherLogits.detach().reshape(-1, classes), keep?.reshape(-1), type, t).MoveToOuterDisposeScope();
+            return Chunked(studentLogits.reshape(-1, classes), teacherLogits.detach().reshape(-1, classes), keep?.reshape(-1), type, t, studentLogits.shape[0]).MoveToOuterDisposeScope();
         }
 
         Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(studentLogits.to(type), keep, 1), t);
         Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacherLogits.detach().to(type), keep, 1), t);
-        Tensor loss = RowMask.Mean(RowDivergence(studentLogProbs, teacherLogProbs), keep);
+        Tensor loss = RowMask.Reduce(RowDivergence(studentLogProbs, teacherLogProbs), keep, Reduction);
         if (ScaleByTemperatureSquared) loss = loss * (t * t);
         return loss.MoveToOuterDisposeScope();
     }
@@ -106,12 +115,17 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// loss exactly (x − x = 0), and autograd sees a function whose gradient with respect to s is g — the true
     /// gradient — while holding only g, never the softmaxes of the whole input.
     /// </summary>
-    private Tensor Chunked(Tensor student, Tensor teacher, Tensor? keep, ScalarType type, double t)
+    private Tensor Chunked(Tensor student, Tensor teacher, Tensor? keep, ScalarType type, double t, long firstDimension)
     {
         long rows = student.shape[0], classes = student.shape[1];
         long chunkRows = Math.Max(1, MaxChunkElements / classes);
         bool needsGradient = student.requires_grad && is_grad_enabled();
-        Tensor scale = (keep is null ? tensor((double)rows, type, student.device) : keep.sum().to(type).clamp_min(1)).reciprocal();
+        Tensor scale = Reduction switch
+        {
+            RowReduction.Sum => ones(1, type, student.device).squeeze(),
+            RowReduction.BatchMean => tensor(1.0 / Math.Max(1, firstDimension), type, student.device),
+            _ => (keep is null ? tensor((double)Math.Max(1, rows), type, student.device) : keep.sum().to(type).clamp_min(1)).reciprocal(),
+        };
         if (ScaleByTemperatureSquared) scale = scale * (t * t);
 
         Tensor total = zeros(1, type, student.device);

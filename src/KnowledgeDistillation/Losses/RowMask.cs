@@ -64,6 +64,14 @@ internal static class RowMask
         return Sum(perRow, keep) / keep.sum().to(perRow.dtype).clamp_min(1);
     }
 
+    /// <summary>Reduces <paramref name="perRow"/> (shaped like the rows) over the kept rows as <paramref name="reduction"/> says.</summary>
+    public static Tensor Reduce(Tensor perRow, Tensor? keep, RowReduction reduction) => reduction switch
+    {
+        RowReduction.Sum => Sum(perRow, keep),
+        RowReduction.BatchMean => Sum(perRow, keep) / Math.Max(1, perRow.dim() == 0 ? 1 : perRow.shape[0]),
+        _ => Mean(perRow, keep),
+    };
+
     /// <summary>Sum of <paramref name="perRow"/> over the kept entries; a dropped entry contributes 0 even when it is NaN.</summary>
     public static Tensor Sum(Tensor perRow, Tensor? keep) =>
         keep is null ? perRow.sum() : where(keep, perRow, zeros(1, dtype: perRow.dtype, device: perRow.device)).sum();

@@ -28,6 +28,9 @@ public sealed class TopKSoftTargetLoss : nn.Module<Tensor, TopKTargets, Tensor>
     /// <summary>Whether the loss is multiplied by T².</summary>
     public bool ScaleByTemperatureSquared { get; set; }
 
+    /// <summary>How per-row divergences become the loss (default: mean over kept rows).</summary>
+    public RowReduction Reduction { get; set; } = RowReduction.Mean;
+
     /// <summary>Rows whose label equals this value are dropped.</summary>
     public long IgnoreIndex { get; }
 
@@ -79,7 +82,7 @@ public sealed class TopKSoftTargetLoss : nn.Module<Tensor, TopKTargets, Tensor>
             logQ = logQ.narrow(-1, 0, teacher.K);
         }
         Tensor perRow = p.mul(p.log().clamp_min(lowest) - logQ).sum(-1); // p = 0 gives 0 · finite = 0
-        Tensor loss = RowMask.Mean(perRow, keep);
+        Tensor loss = RowMask.Reduce(perRow, keep, Reduction);
         if (ScaleByTemperatureSquared) loss = loss * (t * t);
         return loss.MoveToOuterDisposeScope();
     }

@@ -215,6 +215,7 @@ public sealed class DistillationObjectiveBuilder
                 $"Term \"{name}\" runs at temperature {temperature} but the teacher cache was written at temperature {targets.Temperature}; they must match.");
         }
         topK.ScaleByTemperatureSquared = loss.ScaleByTemperatureSquared;
+        topK.Reduction = loss.Reduction;
         return topK.forward(c.Student.Logits, targets, RowMask(c.Student.Logits, c), c.Labels);
     }
 
