@@ -9,6 +9,9 @@ internal static class BuildFacts
 
     public static string NuGetPackageRoot => Metadata("NuGetPackageRoot");
 
+    /// <summary>The crash-and-resume harness the tests start and kill.</summary>
+    public static string CrashHarness => Metadata("CrashHarness");
+
     /// <summary>The TorchSharp version the tests are built against (also pinned in Directory.Packages.props).</summary>
     public const string TorchSharpVersion = "0.107.0";
 

@@ -181,12 +181,14 @@ public sealed class DistillationObjectiveBuilder
         long[] rows = logits.shape[..^1];
         if (c.Mask is { } mask)
         {
-            if (!mask.shape.SequenceEqual(rows))
+            if (mask.shape.SequenceEqual(rows)) return mask;
+            // The context's fallback (the student's attention mask, one entry per token) does not apply to per-example logits.
+            if (!ReferenceEquals(mask, c.Student.AttentionMask))
             {
                 throw new ArgumentException(
                     $"The batch's mask has shape {Shapes.Describe(mask.shape)}, but the logits {Shapes.Describe(logits.shape)} need one entry per row, {Shapes.Describe(rows)}.", "mask");
             }
-            return mask;
+            return null;
         }
         return c.Student.AttentionMask is { } attention && attention.shape.SequenceEqual(rows) ? attention : null;
     }

@@ -45,7 +45,7 @@ public abstract record Schedule
         public override double ValueAt(long step)
         {
             double progress = Math.Clamp(step / (double)Steps, 0, 1);
-            double shape = IsCosine ? Curves.CosineRamp(progress) : progress;
+            double shape = IsCosine ? 1 - Curves.CosineDecay(progress) : progress;
             return Start + (End - Start) * shape;
         }
     }

@@ -12,7 +12,7 @@ public static class LearningRateSchedule
         return decay switch
         {
             LearningRateDecay.Linear => peak * (1 - progress),
-            LearningRateDecay.Cosine => peak * (1 - Curves.CosineRamp(progress)),
+            LearningRateDecay.Cosine => peak * Curves.CosineDecay(progress),
             _ => peak,
         };
     }

@@ -150,6 +150,19 @@ public class ValidationAndTrainerBugTests
     }
 
     [Fact]
+    public void The_students_attention_mask_as_fallback_does_not_apply_to_per_example_logits()
+    {
+        // A sequence classifier: logits [B, C], and the context's mask is the student's token-level attention mask [B, S].
+        DistillationObjective objective = DistillationObjective.Create().SoftTargets(1.0).Build();
+        Tensor attention = ones(4, 7, dtype: ScalarType.Int64), student = randn(4, 3), teacher = randn(4, 3);
+        var context = new DistillationContext([new ModelOutput(teacher)], new ModelOutput(student, attentionMask: attention), null, attention, 0);
+
+        double value = objective.Compute(context).Total.item<float>();
+
+        value.Should().BeApproximately(new SoftTargetKLLoss(2.0).forward(student, teacher).item<float>(), 1e-6);
+    }
+
+    [Fact]
     public void Counting_an_epoch_of_generated_batches_releases_them_and_leaves_the_RNG_where_it_was()
     {
         var teacher = Teacher();

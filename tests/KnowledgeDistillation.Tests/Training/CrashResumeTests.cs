@@ -1,0 +1,102 @@
+using System.Diagnostics;
+
+namespace KnowledgeDistillation.Tests.Training;
+
+/// <summary>
+/// The crash-restart loop for real: a training process (tests/KnowledgeDistillation.CrashHarness) is killed with
+/// SIGKILL at random moments — between steps, inside a step, inside a checkpoint write — and started again with
+/// ResumeFrom = "latest" until it finishes. Its final weights must equal, byte for byte, those of a run never killed.
+/// </summary>
+public class CrashResumeTests
+{
+    private const int Steps = 400, Kills = 12;
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(2);
+
+    [Fact]
+    public void Twelve_SIGKILLs_at_random_moments_and_the_resumed_run_still_ends_bit_exact()
+    {
+        using var straight = new TemporaryFolder();
+        using var killed = new TemporaryFolder();
+        using (TrainingProcess uninterrupted = Harness(straight.Path)) uninterrupted.WaitForCompletion().Should().Contain("done");
+
+        var random = new Random(12);
+        int kills = 0, lastStep = 0;
+        for (int cycle = 0; cycle < Kills; cycle++)
+        {
+            using TrainingProcess run = Harness(killed.Path);
+            // Kill after a random number of completed steps, then a random extra delay: the kill lands anywhere in a step or a write.
+            int stepsToWait = 1 + random.Next(25);
+            int? reached = run.WaitForSteps(stepsToWait);
+            Thread.Sleep(random.Next(0, 15));
+            if (run.Kill()) kills++;
+            reached.Should().NotBeNull("cycle {0}: the run must make progress before it is killed", cycle);
+            reached!.Value.Should().BeGreaterThan(lastStep, "cycle {0} resumes where the previous one stopped and goes on", cycle);
+            lastStep = reached.Value;
+        }
+        using (TrainingProcess last = Harness(killed.Path)) last.WaitForCompletion().Should().Contain("done");
+
+        kills.Should().BeGreaterThanOrEqualTo(10);
+        File.ReadAllBytes(Path.Combine(killed.Path, "final.dat")).Should().Equal(File.ReadAllBytes(Path.Combine(straight.Path, "final.dat")),
+            "resume restores weights, optimizer, schedule, data position and RNG exactly, however the process died");
+        Directory.GetDirectories(killed.Path, ".checkpoint-*").Should().BeEmpty("the stale writes of killed runs are removed at the next start");
+    }
+
+    private static TrainingProcess Harness(string folder) => new(folder);
+
+    private sealed class TrainingProcess(string folder) : IDisposable
+    {
+        private readonly Process _process = Start(folder);
+
+        private static Process Start(string folder)
+        {
+            var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet",
+                [BuildFacts.CrashHarness, folder, Steps.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            return Process.Start(start)!;
+        }
+
+        /// <summary>Reads progress until <paramref name="count"/> more steps have completed; the last step seen, or null if the process ended first.</summary>
+        public int? WaitForSteps(int count)
+        {
+            int seen = 0;
+            int? last = null;
+            while (seen < count && _process.StandardOutput.ReadLine() is { } line)
+            {
+                if (!line.StartsWith("step ", StringComparison.Ordinal)) continue;
+                last = int.Parse(line.AsSpan(5), System.Globalization.CultureInfo.InvariantCulture);
+                seen++;
+            }
+            return last;
+        }
+
+        /// <summary>SIGKILL; true when the process was still running.</summary>
+        public bool Kill()
+        {
+            if (_process.HasExited) return false;
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+            return true;
+        }
+
+        public string WaitForCompletion()
+        {
+            Task<string> stdout = _process.StandardOutput.ReadToEndAsync(), stderr = _process.StandardError.ReadToEndAsync();
+            if (!_process.WaitForExit(Timeout))
+            {
+                _process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"The harness did not finish within {Timeout}.");
+            }
+            _process.ExitCode.Should().Be(0, "the harness printed:\n{0}\n{1}", stdout.Result, stderr.Result);
+            return stdout.Result;
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.Dispose();
+        }
+    }
+}
