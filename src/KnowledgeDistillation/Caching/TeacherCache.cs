@@ -83,6 +83,11 @@ public sealed class TeacherCache : IDisposable
     public TopKTargets Read(Tensor exampleIndices, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(exampleIndices);
+        if (!is_integral(exampleIndices.dtype) || exampleIndices.dtype == ScalarType.Bool || exampleIndices.dim() != 1)
+        {
+            throw new ArgumentException(
+                $"exampleIndices must be a [n] integer tensor of example positions; got {exampleIndices.dtype} with shape {Shapes.Describe(exampleIndices.shape)}.", nameof(exampleIndices));
+        }
         using var scope = NewDisposeScope();
         long[] indices = exampleIndices.to(ScalarType.Int64).cpu().data<long>().ToArray();
         long valueBlock = _shape.ValueBytesPerExample, indexBlock = _shape.IndexBytesPerExample;

@@ -84,7 +84,7 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         Tensor bad = keep.logical_and(labels.lt(0).logical_or(labels.ge(classes)));
         if (bad.any().item<bool>())
         {
-            long value = labels.masked_select(bad)[0].item<long>();
+            long value = labels.masked_select(bad)[0].to(ScalarType.Int64).item<long>();
             throw new ArgumentException(
                 $"labels must be class indices in [0, {classes}) or the ignore index {IgnoreIndex}; found {value}.", nameof(labels));
         }

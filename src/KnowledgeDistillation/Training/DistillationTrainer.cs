@@ -236,10 +236,14 @@ public sealed class DistillationTrainer<TInput>
             if (_objective.UsesTeachers)
             {
                 using var noGrad = no_grad();
-                foreach (IDistillationModel<TInput> teacher in _teachers) teacherOutputs.Add(teacher.Forward(batch.Inputs, _objective.TeacherRequest));
+                for (int k = 0; k < _teachers.Count; k++)
+                {
+                    teacherOutputs.Add(Native(() => _teachers[k].Forward(batch.Inputs, _objective.TeacherRequest), $"teacher {k}'s forward pass", batch, run, i));
+                }
             }
-            ModelOutput studentOutput = _student.Forward(batch.Inputs, _objective.StudentRequest);
-            ObjectiveResult result = _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step));
+            ModelOutput studentOutput = Native(() => _student.Forward(batch.Inputs, _objective.StudentRequest), "the student's forward pass", batch, run, i);
+            ObjectiveResult result = Native(() => _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step)),
+                "the objective", batch, run, i);
             (result.Total * shares[i]).backward();
             foreach ((string name, Tensor value, double weight) in result.Terms)
             {
@@ -283,6 +287,31 @@ public sealed class DistillationTrainer<TInput>
         }
         _optimizer.step();
         return new StepReport(step + 1, epoch, loss, terms, learningRate, gradientNorm, Skipped: false, totalRows);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="action"/>; a libtorch error inside it (a model that cannot take the batch, a custom term's
+    /// shape error) becomes an <see cref="InvalidOperationException"/> saying what failed, on which micro-batch, with
+    /// which input, and keeping libtorch's message and the original exception.
+    /// </summary>
+    private static T Native<T>(Func<T> action, string what, DistillationBatch<TInput> batch, TrainingRun run, int microBatch)
+    {
+        try
+        {
+            return action();
+        }
+        catch (System.Runtime.InteropServices.ExternalException e)
+        {
+            string input = batch.Inputs switch
+            {
+                Tensor t => $"input {t.dtype} {Shapes.Describe(t.shape)}",
+                TokenBatch b => $"token ids {Shapes.Describe(b.InputIds.shape)}",
+                _ => $"input {typeof(TInput).Name}",
+            };
+            throw new InvalidOperationException(
+                $"{char.ToUpperInvariant(what[0])}{what[1..]} failed at step {run.Step + 1} (epoch {run.Epoch}, micro-batch {run.MicroBatchesIntoEpoch + microBatch} of the epoch) " +
+                $"on {input}: {e.Message.Split('\n')[0]}", e);
+        }
     }
 
     /// <summary>Kept rows per micro-batch (one host read for all of them), or null for batches without labels or mask.</summary>

@@ -163,6 +163,20 @@ public class ValidationAndTrainerBugTests
     }
 
     [Fact]
+    public void A_libtorch_error_in_a_models_forward_pass_names_the_model_the_step_and_the_input()
+    {
+        var teacher = Teacher();
+        List<DistillationBatch<Tensor>> wide = Data(teacher, 2, 8, 3).Select(b => b with { Inputs = zeros(8, Features + 1) }).ToList();
+        var trainer = new DistillationTrainer<Tensor>(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(Student()), Soft(), Options(2));
+
+        Action train = () => trainer.Train(wide);
+
+        train.Should().Throw<InvalidOperationException>()
+            .WithMessage("Teacher 0's forward pass failed at step 1 (epoch 0, micro-batch 0 of the epoch) on input Float32 [8, 11]: mat1 and mat2 shapes cannot be multiplied*")
+            .WithInnerException<System.Runtime.InteropServices.ExternalException>();
+    }
+
+    [Fact]
     public void Counting_an_epoch_of_generated_batches_releases_them_and_leaves_the_RNG_where_it_was()
     {
         var teacher = Teacher();
