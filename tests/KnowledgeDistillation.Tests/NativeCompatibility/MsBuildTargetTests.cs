@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using KnowledgeDistillation.Build;
 
 namespace KnowledgeDistillation.Tests.NativeCompatibility;
@@ -95,32 +94,13 @@ public class MsBuildTargetTests
 
         public string Build(string extraArgument = "-p:Unused=1", bool expectSuccess = true)
         {
-            var start = new ProcessStartInfo(DotnetHost(), ["build", "-nodeReuse:false", "--disable-build-servers", "-p:UseSharedCompilation=false", "-v:n", extraArgument])
-            {
-                WorkingDirectory = _folder.PathOf("consumer"),
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            // The test host inherits MSBuild's own settings from `dotnet test`; a nested build must start clean.
-            foreach (string key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)).ToList())
-            {
-                start.Environment.Remove(key);
-            }
-            using Process process = Process.Start(start)!;
-            Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-            Task<string> stderr = process.StandardError.ReadToEndAsync();
-            if (!process.WaitForExit(BuildTimeout))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"dotnet build did not finish within {BuildTimeout}.");
-            }
-            string log = stdout.Result + stderr.Result;
-            (process.ExitCode == 0).Should().Be(expectSuccess, "the build log was:\n{0}", log);
+            var (exitCode, stdout, stderr) = DotnetProcess.Run(_folder.PathOf("consumer"), BuildTimeout,
+                "build", "-nodeReuse:false", "--disable-build-servers", "-p:UseSharedCompilation=false", "-v:n", extraArgument);
+            string log = stdout + stderr;
+            (exitCode == 0).Should().Be(expectSuccess, "the build log was:\n{0}", log);
             return log;
         }
 
         public void Dispose() => _folder.Dispose();
-
-        private static string DotnetHost() => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } path ? path : "dotnet";
     }
 }

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace KnowledgeDistillation.Tests.NativeCompatibility;
 
 /// <summary>
@@ -49,23 +47,8 @@ public class ProjectReferenceConsumerTests
 
     private static string Run(string directory, params string[] arguments)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet", arguments)
-        {
-            WorkingDirectory = directory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        // The test host inherits MSBuild's own settings from `dotnet test`; a nested build must start clean.
-        foreach (string key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase)).ToList()) start.Environment.Remove(key);
-        using Process process = Process.Start(start)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync(), stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(Timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"dotnet {string.Join(' ', arguments)} did not finish within {Timeout}.");
-        }
-        string log = stdout.Result + stderr.Result;
-        process.ExitCode.Should().Be(0, "dotnet {0} printed:\n{1}", string.Join(' ', arguments), log);
-        return stdout.Result;
+        var (exitCode, stdout, stderr) = DotnetProcess.Run(directory, Timeout, arguments);
+        exitCode.Should().Be(0, "dotnet {0} printed:\n{1}", string.Join(' ', arguments), stdout + stderr);
+        return stdout;
     }
 }
