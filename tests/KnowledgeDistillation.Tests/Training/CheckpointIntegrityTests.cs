@@ -4,6 +4,7 @@ using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Training;
 using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
 using static KnowledgeDistillation.Tests.Training.TrainingFixtures;
@@ -14,6 +15,7 @@ namespace KnowledgeDistillation.Tests.Training;
 /// Checkpoints as a database's write path: manifest with checksums, verification before any state is touched,
 /// fallback to the newest checkpoint that verifies, settings compared on resume, stale writes removed.
 /// </summary>
+[Collection(GlobalRngCollection.Name)]
 public sealed class CheckpointIntegrityTests : IDisposable
 {
     private const long Steps = 14;
@@ -22,9 +24,11 @@ public sealed class CheckpointIntegrityTests : IDisposable
     private readonly List<DistillationBatch<Tensor>> _batches;
     private readonly TemporaryFolder _folder = new();
     private readonly Dictionary<long, Dictionary<string, Tensor>> _weightsAt = [];
+    private readonly ITestOutputHelper _output;
 
-    public CheckpointIntegrityTests()
+    public CheckpointIntegrityTests(ITestOutputHelper output)
     {
+        _output = output;
         _batches = Data(_teacher, 8, 16, 21);
         // One uninterrupted run with checkpoints at steps 6, 12 and 14, remembering the student's weights at each.
         var student = Student(seed: 5, dropout: 0.2);
@@ -270,6 +274,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
             string file = Files[random.Next(Files.Length)];
             string damage = Damage(Path.Combine(newest, file), random);
             outcomes[damage] = outcomes.GetValueOrDefault(damage) + 1;
+            outcomes[file] = outcomes.GetValueOrDefault(file) + 1;
 
             var student = Student(seed: 1000 + trial, dropout: 0.2);
             Dictionary<string, Tensor> before = Snapshot(student);
@@ -281,7 +286,9 @@ public sealed class CheckpointIntegrityTests : IDisposable
             latest.Steps.Should().Be(12);
             SameWeights(Snapshot(student), _weightsAt[12]).Should().BeTrue($"trial {trial}: {damage} {file} falls back to checkpoint-12");
         }
-        outcomes.Keys.Should().BeEquivalentTo("truncated", "flipped", "deleted");
+        outcomes.Keys.Should().BeEquivalentTo(["truncated", "flipped", "deleted", .. Files]);
+        _output.WriteLine(string.Join(", ", outcomes.Select(o => $"{o.Key} {o.Value}")) +
+            "; every one refused by path with an InvalidDataException naming the checkpoint, and every one fell back to checkpoint-12 under \"latest\"");
     }
 
     private static string Damage(string path, Random random)

@@ -16,6 +16,7 @@ using static KnowledgeDistillation.Tests.Training.TrainingFixtures;
 namespace KnowledgeDistillation.Tests.Training;
 
 /// <summary>Options, objective and trainer checks that used to fail late or silently, and the trainer bugs of the hardening review.</summary>
+[Collection(GlobalRngCollection.Name)]
 public class ValidationAndTrainerBugTests
 {
     private static DistillationObjective Soft() => DistillationObjective.Create().SoftTargets(0.5).HardTargets(0.5).Build();
