@@ -7,10 +7,11 @@ namespace TinyGpt;
 /// <summary>
 /// English text for a byte-level language model. By default the summaries of the .NET SDK's reference-pack
 /// documentation (packs/Microsoft.NETCore.App.Ref/&lt;version&gt;/ref/net&lt;N&gt;/*.xml), which exists wherever the SDK is
-/// installed; or any text file. Validation takes every tenth 4 KB block, interleaved through the whole text: the
+/// installed; or any text file. Three splits of interleaved 4 KB blocks: of every ten, eight train, one validates
+/// (every choice of the sample is made on it) and one is held out for the final table. Interleaving matters: the
 /// files end with the x86/Arm intrinsics reference, which a "last 10%" split would turn into a different language.
 /// </summary>
-internal sealed record Corpus(byte[] Train, byte[] Validation, string Source)
+internal sealed record Corpus(byte[] Train, byte[] Validation, byte[] Test, string Source)
 {
     private const int Block = 4096;
 
@@ -20,11 +21,13 @@ internal sealed record Corpus(byte[] Train, byte[] Validation, string Source)
         if (text.Length < 20 * Block) throw new InvalidOperationException($"The corpus ({source}) has {text.Length} bytes; at least {20 * Block} are needed.");
         using var train = new MemoryStream();
         using var validation = new MemoryStream();
+        using var test = new MemoryStream();
         for (int offset = 0, block = 0; offset < text.Length; offset += Block, block++)
         {
-            (block % 10 == 9 ? validation : train).Write(text, offset, Math.Min(Block, text.Length - offset));
+            MemoryStream split = (block % 10) switch { 4 => validation, 9 => test, _ => train };
+            split.Write(text, offset, Math.Min(Block, text.Length - offset));
         }
-        return new Corpus(train.ToArray(), validation.ToArray(), source);
+        return new Corpus(train.ToArray(), validation.ToArray(), test.ToArray(), source);
     }
 
     private static byte[] SdkDocumentation(out string source)

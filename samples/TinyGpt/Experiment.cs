@@ -5,161 +5,118 @@ using KnowledgeDistillation.Students;
 using KnowledgeDistillation.Training;
 using KnowledgeDistillation.Transformers;
 using Samples.Shared;
-using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace TinyGpt;
 
-/// <summary>Settings of one run of the sample.</summary>
-internal sealed record Settings(string? CorpusPath, string Output, int TeacherSteps, int StudentSteps, int ValidationBatches, double Temperature, int Seed, Device Device);
+/// <summary>The four students of the ablation: how the student is initialised, and what it learns from.</summary>
+internal enum StudentKind
+{
+    /// <summary>Random initialisation, hard labels (the next byte) only.</summary>
+    ScratchCE,
 
-/// <summary>One model's row of the results table.</summary>
-internal sealed record ModelResult(string Name, long Parameters, double Megabytes, double Perplexity, double TokensPerSecond, double TrainSeconds);
+    /// <summary>Initialised from teacher layers 0 and 3, hard labels only: what initialisation alone gives.</summary>
+    InitCE,
+
+    /// <summary>Random initialisation, distilled: what distillation alone gives.</summary>
+    ScratchKD,
+
+    /// <summary>Initialised from teacher layers and distilled: the DistilGPT2 recipe.</summary>
+    InitKD,
+}
+
+/// <summary>The distillation recipe of the KD students: soft-target KL at T with weight α, hard cross-entropy with 1 − α, hidden-state cosine.</summary>
+internal sealed record Recipe(double Temperature, double SoftWeight, double HiddenWeight)
+{
+    public override string ToString() =>
+        FormattableString.Invariant($"T = {Temperature}, {SoftWeight} soft + {1 - SoftWeight} hard{(HiddenWeight > 0 ? $" + {HiddenWeight} hidden-state cosine" : "")}");
+}
+
+/// <summary>Settings of one run of the sample.</summary>
+internal sealed record Settings(string? CorpusPath, string Output, bool Quick, int QuickTeacherSteps, int TeacherMaxSteps, int StudentSteps, int Seeds,
+    int ValidationBatches, int TestBatches, Recipe Recipe, Device Device, IReadOnlyList<StudentKind> Students);
+
+/// <summary>One student run: its perplexity on the validation split (for choices) and on the held-out test split (for the table).</summary>
+internal sealed record StudentResult(StudentKind Kind, int Seed, double Validation, double Test, double Seconds, IReadOnlyList<(long Step, double Perplexity)> Curve);
 
 /// <summary>
-/// The DistilGPT2 story at laptop scale: train a byte-level GPT teacher, build a student with half its layers
-/// initialised from the teacher's (uniform selection), distil it with soft targets at temperature T + hard
-/// cross-entropy + hidden-state cosine, and train the same student from scratch on hard labels for the same steps.
+/// The teacher (trained until it stops improving, cached) and the four students at the same budget — same steps,
+/// batches, learning-rate schedule and seeds — each seed drawing the same training windows for every student.
 /// </summary>
 internal sealed class Experiment(Settings settings)
 {
-    private const int Context = 64, Batch = 32;
+    private const int Context = 64, Batch = 32, CurveInterval = 100;
 
     public static GptConfig TeacherConfig => new()
     {
         VocabSize = 256, ContextLength = Context, Width = 128, Heads = 4, Layers = 4, FeedForwardWidth = 512, Dropout = 0.0,
     };
 
-    public (IReadOnlyList<ModelResult> Results, Curves Curves, GptModel Teacher) Run(Corpus corpus)
+    public static string Describe(StudentKind kind) => kind switch
+    {
+        StudentKind.ScratchCE => "random init + CE",
+        StudentKind.InitCE => "teacher-layer init + CE",
+        StudentKind.ScratchKD => "random init + KD",
+        _ => "teacher-layer init + KD",
+    };
+
+    public (GptModel Teacher, TeacherRecord Record, bool Cached, double TeacherTest, IReadOnlyList<StudentResult> Students) Run(Corpus corpus)
     {
         var batches = new TextBatches(corpus, Context, Batch);
-        List<DistillationBatch<TokenBatch>> validation = batches.Validation(settings.ValidationBatches);
+        List<DistillationBatch<TokenBatch>> validation = batches.Validation(settings.ValidationBatches), test = batches.Test(settings.TestBatches);
+        // Curves are cheap: a quarter of the validation batches, every 100 steps.
+        List<DistillationBatch<TokenBatch>> curveBatches = validation.Take(Math.Max(1, validation.Count / 4)).ToList();
 
-        var timer = Stopwatch.StartNew();
-        GptModel teacher = TrainOrLoadTeacher(batches, out bool cached);
-        double teacherSeconds = cached ? double.NaN : timer.Elapsed.TotalSeconds;
+        (GptModel teacher, TeacherRecord record, bool cached) = new TeacherTraining(settings, TeacherConfig).TrainOrLoad(batches, validation);
+        double teacherTest = TeacherTraining.Perplexity(teacher, test);
 
-        var curves = new Curves();
+        var results = new List<StudentResult>();
+        for (int seed = 1; seed <= settings.Seeds; seed++)
+        {
+            foreach (StudentKind kind in settings.Students)
+            {
+                results.Add(TrainStudent(kind, seed, teacher, batches, validation, test, curveBatches));
+            }
+        }
+        return (teacher, record, cached, teacherTest, results);
+    }
+
+    private StudentResult TrainStudent(StudentKind kind, int seed, GptModel teacher, TextBatches batches, List<DistillationBatch<TokenBatch>> validation,
+        List<DistillationBatch<TokenBatch>> test, List<DistillationBatch<TokenBatch>> curveBatches)
+    {
+        manual_seed(seed);
+        bool fromTeacher = kind is StudentKind.InitCE or StudentKind.InitKD, distilled = kind is StudentKind.ScratchKD or StudentKind.InitKD;
+        GptModel student = fromTeacher
+            ? StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = TeacherConfig.Layers / 2, Selection = LayerSelection.UniformSpread }).Model
+            : new GptModel(TeacherConfig with { Layers = TeacherConfig.Layers / 2 });
+        DistillationObjective objective = distilled ? Distillation(teacher, student) : DistillationObjective.Create().HardTargets(1.0).Build();
         var options = new DistillationTrainerOptions
         {
             MaxSteps = settings.StudentSteps, LearningRate = 2e-3, WarmupSteps = Math.Min(50, settings.StudentSteps / 10), Decay = LearningRateDecay.Cosine,
-            MaxGradientNorm = 1.0, WeightDecay = 0.01, Device = settings.Device.ToString(), Seed = settings.Seed, LoggingInterval = 50,
+            MaxGradientNorm = 1.0, WeightDecay = 0.01, Device = settings.Device.ToString(), Seed = seed, LoggingInterval = 50,
+            EvaluationInterval = CurveInterval,
         };
-
-        // Control: the student's shape, random initialisation, hard labels only (the teacher is not run).
-        manual_seed(settings.Seed);
-        var scratch = new GptModel(TeacherConfig with { Layers = TeacherConfig.Layers / 2 });
-        timer.Restart();
-        DistillationTrainer<TokenBatch> control = Train("student from scratch", teacher, scratch, DistillationObjective.Create().HardTargets(1.0).Build(), options, batches, curves.Scratch);
-        double scratchSeconds = timer.Elapsed.TotalSeconds;
-
-        // Distilled: half the layers, initialised from teacher layers (uniform spread keeps the first and the last).
-        manual_seed(settings.Seed);
-        Student<GptModel> student = StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = TeacherConfig.Layers / 2, Selection = LayerSelection.UniformSpread });
-        LayerMap map = LayerSelection.UniformSpread.Map(teacher.Config, student.Model.Config);
-        DistillationObjective objective = DistillationObjective.Create()
-            .SoftTargets(0.5, temperature: settings.Temperature)
-            .HardTargets(0.5)
-            .HiddenStateCosine(0.1, map)
-            .Build();
-        timer.Restart();
-        DistillationTrainer<TokenBatch> distillation = Train($"distilled student (layers {string.Join(", ", student.Transfer.TeacherLayers)})", teacher, student.Model, objective, options, batches, curves.Distilled);
-        double distilledSeconds = timer.Elapsed.TotalSeconds;
-
-        EvaluationReport distilled = distillation.Evaluate(validation);
-        EvaluationReport alone = control.Evaluate(validation);
-
-        return (
-        [
-            Measure("teacher (4 layers)", teacher, distilled.TeacherMetric, teacherSeconds, validation),
-            Measure("student from scratch (2 layers)", scratch, alone.StudentMetric, scratchSeconds, validation),
-            Measure("distilled student (2 layers)", student.Model, distilled.StudentMetric, distilledSeconds, validation),
-        ], curves, teacher);
-    }
-
-    private GptModel TrainOrLoadTeacher(TextBatches batches, out bool cached)
-    {
-        Directory.CreateDirectory(settings.Output);
-        string cache = Path.Combine(settings.Output, $"teacher-{TeacherConfig.Layers}x{TeacherConfig.Width}-{settings.TeacherSteps}steps-seed{settings.Seed}.dat");
-        manual_seed(settings.Seed);
-        var teacher = new GptModel(TeacherConfig);
-        if (File.Exists(cache))
-        {
-            teacher.load(cache);
-            teacher.to(settings.Device);
-            AnsiConsole.MarkupLine($"[grey]Teacher loaded from {Markup.Escape(cache)}[/]");
-            cached = true;
-            return teacher;
-        }
-
-        // A plain TorchSharp language-model loop: the teacher is trained before any distillation.
-        teacher.to(settings.Device);
-        var optimizer = optim.AdamW(teacher.parameters(), 2e-3, weight_decay: 0.01);
-        teacher.train();
-        using IEnumerator<DistillationBatch<TokenBatch>> data = batches.Training().GetEnumerator();
-        TrainingProgressBar.Show("teacher", settings.TeacherSteps, progress =>
-        {
-            for (int step = 0; step < settings.TeacherSteps; step++)
-            {
-                using var scope = NewDisposeScope();
-                data.MoveNext();
-                DistillationBatch<TokenBatch> batch = data.Current;
-                double lr = LearningRateSchedule.At(step, settings.TeacherSteps, 2e-3, Math.Min(100, settings.TeacherSteps / 10), LearningRateDecay.Cosine);
-                foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
-                optimizer.zero_grad();
-                Tensor logits = teacher.call(batch.Inputs.InputIds.to(settings.Device));
-                nn.functional.cross_entropy(logits.reshape(-1, 256), batch.Labels!.to(settings.Device).reshape(-1)).backward();
-                nn.utils.clip_grad_norm_(teacher.parameters(), 1.0);
-                optimizer.step();
-                batch.Inputs.InputIds.Dispose();
-                batch.Labels.Dispose();
-                progress.Report(new TrainingProgress(step + 1, settings.TeacherSteps, double.NaN));
-            }
-        });
-        teacher.eval();
-        teacher.save(cache);
-        cached = false;
-        return teacher;
-    }
-
-    private static DistillationTrainer<TokenBatch> Train(string name, GptModel teacher, GptModel student, DistillationObjective objective, DistillationTrainerOptions options,
-        TextBatches batches, List<(long Step, double Loss)> curve)
-    {
-        var trainer = new DistillationTrainer<TokenBatch>(teacher, student, objective, options);
-        TrainingProgressBar.Show(name, options.MaxSteps!.Value, progress => trainer.Train(_ => batches.Training(), callbacks: [new CurveRecorder(curve)], progress: progress));
-        return trainer;
-    }
-
-    private static ModelResult Measure(string name, GptModel model, double perplexity, double trainSeconds, List<DistillationBatch<TokenBatch>> validation)
-    {
-        model.eval();
-        using var noGrad = no_grad();
+        var trainer = new DistillationTrainer<TokenBatch>(distilled ? [teacher] : [], student, objective, options);
+        var curve = new List<(long, double)>();
         var timer = Stopwatch.StartNew();
-        long tokens = 0;
-        foreach (DistillationBatch<TokenBatch> batch in validation)
-        {
-            using var scope = NewDisposeScope();
-            model.call(batch.Inputs.InputIds.to(SampleDevice.Of(model)));
-            tokens += batch.Inputs.InputIds.numel();
-        }
-        ModelSize size = ModelSize.Of(model);
-        return new ModelResult(name, size.Parameters, size.Float32Bytes / 1e6, perplexity, tokens / timer.Elapsed.TotalSeconds, trainSeconds);
+        TrainingProgressBar.Show($"{Describe(kind)}, seed {seed}", settings.StudentSteps,
+            progress => trainer.Train(_ => batches.Training(), curveBatches, callbacks: [new CurveRecorder(curve)], progress: progress));
+        double seconds = timer.Elapsed.TotalSeconds;
+        return new StudentResult(kind, seed, trainer.Evaluate(validation).StudentMetric, trainer.Evaluate(test).StudentMetric, seconds, curve);
+    }
+
+    private DistillationObjective Distillation(GptModel teacher, GptModel student)
+    {
+        Recipe recipe = settings.Recipe;
+        DistillationObjectiveBuilder builder = DistillationObjective.Create().SoftTargets(recipe.SoftWeight, temperature: recipe.Temperature);
+        if (recipe.SoftWeight < 1) builder.HardTargets(1 - recipe.SoftWeight);
+        if (recipe.HiddenWeight > 0) builder.HiddenStateCosine(recipe.HiddenWeight, LayerSelection.UniformSpread.Map(teacher.Config, student.Config));
+        return builder.Build();
     }
 
     private sealed class CurveRecorder(List<(long, double)> curve) : IDistillationCallback
     {
-        public void OnStepEnd(StepReport report, TrainerControl control)
-        {
-            if (report.Step % 10 == 0 && report.Terms.TryGetValue("hard", out double hard)) curve.Add((report.Step, hard));
-        }
+        public void OnEvaluation(EvaluationReport report, TrainerControl control) => curve.Add((report.Step, report.StudentMetric));
     }
-}
-
-/// <summary>Training curves: the hard-label cross-entropy of each student per step.</summary>
-internal sealed class Curves
-{
-    public List<(long Step, double Loss)> Scratch { get; } = [];
-
-    public List<(long Step, double Loss)> Distilled { get; } = [];
 }

@@ -1,4 +1,5 @@
 using KnowledgeDistillation.Transformers;
+using Samples.Shared;
 using ScottPlot;
 using static TorchSharp.torch;
 
@@ -7,19 +8,22 @@ namespace TinyGpt;
 /// <summary>The sample's figures, written as PNG files.</summary>
 internal static class Plots
 {
-    /// <summary>Each student's hard-label cross-entropy on its training batches, per step.</summary>
-    public static string LossCurves(Curves curves, string folder)
+    /// <summary>Each student's validation perplexity during training (the first seed), and the teacher's as a line.</summary>
+    public static string Curves(IReadOnlyList<StudentResult> students, double teacherValidation, string folder)
     {
         var plot = new Plot();
-        var scratch = plot.Add.Scatter(curves.Scratch.Select(p => (double)p.Step).ToArray(), curves.Scratch.Select(p => p.Loss).ToArray());
-        scratch.LegendText = "student from scratch (hard labels)";
-        scratch.MarkerSize = 0;
-        var distilled = plot.Add.Scatter(curves.Distilled.Select(p => (double)p.Step).ToArray(), curves.Distilled.Select(p => p.Loss).ToArray());
-        distilled.LegendText = "distilled student (initialised from teacher layers)";
-        distilled.MarkerSize = 0;
-        plot.Title("Training cross-entropy against the next byte");
+        foreach (StudentResult s in students.Where(s => s.Seed == 1))
+        {
+            var line = plot.Add.Scatter(s.Curve.Select(p => (double)p.Step).ToArray(), s.Curve.Select(p => p.Perplexity).ToArray());
+            line.LegendText = Experiment.Describe(s.Kind);
+            line.MarkerSize = 4;
+        }
+        var teacher = plot.Add.HorizontalLine(teacherValidation);
+        teacher.LegendText = "teacher";
+        teacher.LinePattern = LinePattern.Dashed;
+        plot.Title("Students' validation perplexity during training (seed 1)");
         plot.XLabel("step");
-        plot.YLabel("cross-entropy (nats)");
+        plot.YLabel("perplexity (bytes)");
         plot.ShowLegend();
         string path = Path.Combine(folder, "loss-curves.png");
         plot.SavePng(path, 900, 500);
@@ -35,7 +39,7 @@ internal static class Plots
         using (NewDisposeScope())
         {
             teacher.eval();
-            Tensor ids = tensor(prompt.Select(c => (long)c).ToArray()).unsqueeze(0).to(Samples.Shared.SampleDevice.Of(teacher));
+            Tensor ids = tensor(prompt.Select(c => (long)c).ToArray()).unsqueeze(0).to(SampleDevice.Of(teacher));
             logits = teacher.call(ids)[0, -1].cpu().data<float>().ToArray();
         }
         int[] top = Enumerable.Range(0, logits.Length).OrderByDescending(i => logits[i]).Take(10).ToArray();

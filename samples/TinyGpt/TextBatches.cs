@@ -8,13 +8,14 @@ namespace TinyGpt;
 /// <summary>Windows of <c>context</c> bytes and the next byte at every position, as token batches.</summary>
 internal sealed class TextBatches
 {
-    private readonly Tensor _train, _validation;
+    private readonly Tensor _train, _validation, _test;
     private readonly int _context, _batch;
 
     public TextBatches(Corpus corpus, int context, int batch)
     {
         _train = tensor(corpus.Train.Select(b => (long)b).ToArray()).DetachFromDisposeScope();
         _validation = tensor(corpus.Validation.Select(b => (long)b).ToArray()).DetachFromDisposeScope();
+        _test = tensor(corpus.Test.Select(b => (long)b).ToArray()).DetachFromDisposeScope();
         _context = context;
         _batch = batch;
     }
@@ -30,12 +31,17 @@ internal sealed class TextBatches
         }
     }
 
-    /// <summary><paramref name="count"/> fixed validation batches, evenly spaced through the validation text.</summary>
-    public List<DistillationBatch<TokenBatch>> Validation(int count)
+    /// <summary><paramref name="count"/> fixed validation batches, evenly spaced through the validation text: every choice is made on these.</summary>
+    public List<DistillationBatch<TokenBatch>> Validation(int count) => Fixed(_validation, count);
+
+    /// <summary><paramref name="count"/> fixed batches of the held-out test text: only the final table reads them.</summary>
+    public List<DistillationBatch<TokenBatch>> Test(int count) => Fixed(_test, count);
+
+    private List<DistillationBatch<TokenBatch>> Fixed(Tensor text, int count)
     {
-        long span = _validation.shape[0] - _context - 1;
+        long span = text.shape[0] - _context - 1;
         return Enumerable.Range(0, count)
-            .Select(i => Window(_validation, (arange(_batch, dtype: ScalarType.Int64) + i * _batch) * (span / (count * _batch))))
+            .Select(i => Window(text, (arange(_batch, dtype: ScalarType.Int64) + i * _batch) * (span / (count * _batch))))
             .ToList();
     }
 
