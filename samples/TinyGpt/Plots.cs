@@ -24,7 +24,7 @@ internal static class Plots
         plot.Title("Students' validation perplexity during training (seed 1)");
         plot.XLabel("step");
         plot.YLabel("perplexity (bytes)");
-        plot.ShowLegend();
+        plot.ShowLegend(Alignment.UpperRight); // the curves fall from the upper left: the upper right stays empty
         string path = Path.Combine(folder, "loss-curves.png");
         plot.SavePng(path, 900, 500);
         return path;
