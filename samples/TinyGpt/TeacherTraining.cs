@@ -116,10 +116,10 @@ internal sealed class TeacherTraining(Settings settings, GptConfig config)
         using var noGrad = no_grad();
         double total = 0;
         long tokens = 0;
+        Device device = SampleDevice.Of(model);
         foreach (DistillationBatch<TokenBatch> batch in batches)
         {
             using var scope = NewDisposeScope();
-            Device device = SampleDevice.Of(model);
             Tensor logits = model.call(batch.Inputs.InputIds.to(device));
             total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), batch.Labels!.to(device).reshape(-1), reduction: nn.Reduction.Sum).item<float>();
             tokens += batch.Labels!.numel();

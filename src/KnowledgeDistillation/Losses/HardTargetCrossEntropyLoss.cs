@@ -22,12 +22,8 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
     public HardTargetCrossEntropyLoss(long ignoreIndex = Labels.IgnoreIndex, double labelSmoothing = 0)
         : base(nameof(HardTargetCrossEntropyLoss))
     {
-        if (!(labelSmoothing >= 0 && labelSmoothing <= 1))
-        {
-            throw new ArgumentOutOfRangeException(nameof(labelSmoothing), labelSmoothing, $"labelSmoothing must lie in [0, 1]; got {labelSmoothing}.");
-        }
         IgnoreIndex = ignoreIndex;
-        LabelSmoothing = labelSmoothing;
+        LabelSmoothing = LossInputs.RequireLabelSmoothing(labelSmoothing, nameof(labelSmoothing));
     }
 
     /// <summary>Rows with this label are dropped.</summary>

@@ -150,7 +150,9 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         if (gradient is null) return value;
         // The gradient is 0 on dropped rows and on -inf logits (zero-probability classes); zeroing the dropped rows and clamping
         // -inf to the lowest finite value keeps 0 · s from being NaN when a dropped row holds NaN or ±inf.
-        Tensor kept = RowMask.ZeroDropped(student, keep, 1).clamp_min(finfo(student.dtype).min);
+        double lowest = finfo(student.dtype).min;
+        // One [rows, C] copy at most (this path exists to save memory): where() already makes a fresh tensor, so clamp it in place.
+        Tensor kept = keep is null ? student.clamp_min(lowest) : RowMask.ZeroDropped(student, keep, 1).clamp_min_(lowest);
         Tensor surrogate = gradient.to(student.dtype).flatten().dot(kept.flatten()).to(type);
         return value + (surrogate - surrogate.detach());
     }

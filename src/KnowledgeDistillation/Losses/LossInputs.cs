@@ -71,6 +71,15 @@ internal static class LossInputs
         return temperature;
     }
 
+    public static double RequireLabelSmoothing(double labelSmoothing, string name)
+    {
+        if (!(labelSmoothing >= 0 && labelSmoothing <= 1))
+        {
+            throw new ArgumentOutOfRangeException(name, labelSmoothing, $"{name} must lie in [0, 1]; got {labelSmoothing}.");
+        }
+        return labelSmoothing;
+    }
+
     /// <summary>The dtype loss math runs in: float64 stays float64, everything else (bf16, fp16, fp32) becomes float32.</summary>
     public static ScalarType ComputeType(Tensor tensor) => tensor.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 }

@@ -50,7 +50,7 @@ public sealed class DistillationObjectiveBuilder
     /// <summary>Hard targets: <see cref="HardTargetCrossEntropyLoss"/> of the student against the batch's labels.</summary>
     public DistillationObjectiveBuilder HardTargets(Schedule weight, double labelSmoothing = 0, string name = "hard")
     {
-        _ = new HardTargetCrossEntropyLoss(labelSmoothing: labelSmoothing); // checks labelSmoothing now, not at Build()
+        LossInputs.RequireLabelSmoothing(labelSmoothing, nameof(labelSmoothing)); // now, not at Build()
         return Add(_ =>
         {
             var loss = new HardTargetCrossEntropyLoss(labelSmoothing: labelSmoothing);
@@ -64,13 +64,11 @@ public sealed class DistillationObjectiveBuilder
 
     /// <summary>Cosine loss between matched hidden states (DistilBERT's term); projections when widths differ.</summary>
     public DistillationObjectiveBuilder HiddenStateCosine(Schedule weight, LayerMap map, int teacher = 0, string name = "cosine") =>
-        Hidden(name, weight, map, teacher, () => map.HiddenStateIndices.Select(_ => map.NeedsProjection
-            ? new CosineEmbeddingLoss(map.StudentWidth, map.TeacherWidth) : new CosineEmbeddingLoss()).ToArray());
+        Hidden(name, weight, map, teacher, (s, t) => new CosineEmbeddingLoss(s, t));
 
     /// <summary>MSE between matched hidden states (TinyBERT's term); projections when widths differ.</summary>
     public DistillationObjectiveBuilder HiddenStateMse(Schedule weight, LayerMap map, int teacher = 0, string name = "hidden_mse") =>
-        Hidden(name, weight, map, teacher, () => map.HiddenStateIndices.Select(_ => map.NeedsProjection
-            ? new HiddenStateMseLoss(map.StudentWidth, map.TeacherWidth) : new HiddenStateMseLoss()).ToArray());
+        Hidden(name, weight, map, teacher, (s, t) => new HiddenStateMseLoss(s, t));
 
     /// <summary>MSE between matched attention maps (TinyBERT's term), probabilities or pre-softmax scores.</summary>
     /// <param name="weight">The term's weight.</param>
@@ -151,14 +149,16 @@ public sealed class DistillationObjectiveBuilder
         });
     }
 
-    private DistillationObjectiveBuilder Hidden<TLoss>(string name, Schedule weight, LayerMap map, int teacher, Func<TLoss[]> create) where TLoss : HiddenStateLoss
+    // create makes one pair's loss from (student width, teacher width), both null when no projection is needed.
+    private DistillationObjectiveBuilder Hidden<TLoss>(string name, Schedule weight, LayerMap map, int teacher, Func<long?, long?, TLoss> create) where TLoss : HiddenStateLoss
     {
         ArgumentNullException.ThrowIfNull(map);
         RequireTeacherIndex(teacher, name);
         var needs = new OutputRequest(HiddenStates: true);
         return Add(_ =>
         {
-            TLoss[] perPair = create();
+            TLoss[] perPair = map.HiddenStateIndices
+                .Select(_ => map.NeedsProjection ? create(map.StudentWidth, map.TeacherWidth) : create(null, null)).ToArray();
             var holder = nn.ModuleList<TLoss>(perPair);
             return new ObjectiveTerm(name, weight, c =>
             {

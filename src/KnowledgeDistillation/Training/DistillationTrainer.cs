@@ -25,8 +25,9 @@ public sealed class DistillationTrainer<TInput>
     private readonly OptimizerHelper _optimizer;
     private readonly Parameter[] _trainable;
     private readonly Func<IEnumerable<Parameter>, OptimizerHelper> _createOptimizer;
-    // The teacher's quality per evaluation dataset (by reference): it never changes, so it is measured once per dataset.
-    private readonly Dictionary<object, Evaluator.Quality> _teacherQuality = new(ReferenceEqualityComparer.Instance);
+    // The teacher's quality per evaluation dataset (by reference): it never changes, so it is measured once per dataset. Weak keys:
+    // a caller evaluating a new enumerable each time (data.Take(n) in a loop) must not make this grow or keep the data alive.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, Evaluator.Quality> _teacherQuality = new();
 
     /// <summary>Creates a trainer with one teacher.</summary>
     public DistillationTrainer(IDistillationModel<TInput> teacher, IModuleModel<TInput> student, DistillationObjective objective,
@@ -127,9 +128,10 @@ public sealed class DistillationTrainer<TInput>
                 if (more)
                 {
                     DistillationBatch<TInput> batch = batches.Current;
-                    if (!any && run.IsResuming) RequireSameBatching(expectedFirstRows, RowsOf(batch));
+                    long? rows = RowsOf(batch);
+                    if (!any && run.IsResuming) RequireSameBatching(expectedFirstRows, rows);
                     any = true;
-                    run.SawMicroBatch(RowsOf(batch));
+                    run.SawMicroBatch(rows);
                     if (run.AlreadyConsumed())
                     {
                         BatchPlacement.Release(batch);
@@ -198,7 +200,7 @@ public sealed class DistillationTrainer<TInput>
             teacher = _teachers.Count > 0 && _teachers[0].Provides.HasFlag(ModelOutputKinds.Logits)
                 ? Evaluator.Measure(_teachers[0], data, Device)
                 : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
-            _teacherQuality[data] = teacher;
+            _teacherQuality.AddOrUpdate(data, teacher);
         }
         double retention = student.MetricName == "accuracy" ? student.Metric / teacher.Metric : teacher.Metric / student.Metric;
         var report = new EvaluationReport(step, student.MetricName, student.Metric, teacher.Metric, student.Loss, teacher.Loss, retention);

@@ -87,6 +87,4 @@ internal sealed record CheckpointManifest(
         return new FileDigest(stream.Length, Convert.ToHexString(SHA256.HashData(stream)).ToLowerInvariant());
     }
 
-    public static string Describe(IEnumerable<TensorSignature> signatures) => string.Join(", ", signatures);
-
 }

@@ -99,15 +99,15 @@ internal static class CheckpointStore
     public static VerifiedCheckpoint? Latest(string directory, ILogger logger)
     {
         var problems = new List<string>();
-        foreach (CheckpointInfo candidate in Checkpoints.List(directory).Reverse())
+        foreach ((string path, _) in Checkpoints.Folders(directory).Reverse())
         {
             try
             {
-                return Verify(candidate.Path);
+                return Verify(path);
             }
             catch (InvalidDataException e)
             {
-                logger.LogWarning("Skipping checkpoint {Path}: {Problem}", candidate.Path, e.Message);
+                logger.LogWarning("Skipping checkpoint {Path}: {Problem}", path, e.Message);
                 problems.Add(e.Message);
             }
         }

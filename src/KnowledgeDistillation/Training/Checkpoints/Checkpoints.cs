@@ -30,14 +30,19 @@ public static class Checkpoints
     public static IReadOnlyList<CheckpointInfo> List(string directory)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
-        if (!Directory.Exists(directory)) return [];
-        return Directory.GetDirectories(directory, CheckpointStore.Prefix + "*")
-            .Select(path => (Path: path, Step: CheckpointStore.StepOf(path)))
-            .Where(c => c.Step is not null)
-            .OrderBy(c => c.Step)
-            .Select(c => Describe(c.Path, c.Step!.Value))
-            .ToArray();
+        return Folders(directory).Select(c => Describe(c.Path, c.Step)).ToArray();
     }
+
+    /// <summary>The <c>checkpoint-{step}</c> folders, oldest step first, without reading their manifests.</summary>
+    internal static IReadOnlyList<(string Path, long Step)> Folders(string directory) =>
+        !Directory.Exists(directory)
+            ? []
+            : Directory.GetDirectories(directory, CheckpointStore.Prefix + "*")
+                .Select(path => (Path: path, Step: CheckpointStore.StepOf(path)))
+                .Where(c => c.Step is not null)
+                .OrderBy(c => c.Step)
+                .Select(c => (c.Path, c.Step!.Value))
+                .ToArray();
 
     /// <summary>Checks a checkpoint's manifest, every file's length and SHA-256, and its trainer state; changes nothing.</summary>
     /// <param name="checkpoint">A <c>checkpoint-{step}</c> folder.</param>
@@ -59,7 +64,8 @@ public static class Checkpoints
     public static IReadOnlyList<string> Prune(string directory, int keep)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(keep, 1);
-        string[] old = List(directory).SkipLast(keep).Select(c => c.Path).ToArray();
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        string[] old = Folders(directory).SkipLast(keep).Select(c => c.Path).ToArray();
         foreach (string path in old) Directory.Delete(path, recursive: true);
         return old;
     }
