@@ -33,4 +33,23 @@ internal static class AttentionMasks
             : keys.expand(paddingMask.shape[0], 1, length, length);
         return Additive(allowed, dtype);
     }
+
+    /// <summary>
+    /// The <c>[B or 1, 1, S, S]</c> additive mask of a causal decoder with an optional padding mask and an optional sliding
+    /// window (query i sees key j when j ≤ i and i − j &lt; window); null when plain causal attention is exact.
+    /// </summary>
+    public static Tensor? ForDecoder(Tensor? paddingMask, long length, int? slidingWindow, ScalarType dtype, Device device)
+    {
+        bool windowed = slidingWindow is { } w && w < length;
+        if (paddingMask is null && !windowed) return null;
+        Tensor allowed = Causal(length, device);
+        if (windowed) allowed = allowed.logical_and(ones(length, length, dtype: ScalarType.Bool, device: device).triu(1 - slidingWindow!.Value));
+        allowed = allowed.unsqueeze(0).unsqueeze(0);
+        if (paddingMask is not null)
+        {
+            Tensor keys = (paddingMask.dtype == ScalarType.Bool ? paddingMask : paddingMask.ne(0)).unsqueeze(1).unsqueeze(2);
+            allowed = keys.logical_and(allowed);
+        }
+        return Additive(allowed, dtype);
+    }
 }

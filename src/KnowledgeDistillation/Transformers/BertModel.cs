@@ -1,21 +1,25 @@
+using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace KnowledgeDistillation.Transformers;
 
 /// <summary>
-/// A BERT-style bidirectional encoder with a sequence-classification head: word, position and token-type
-/// embeddings with a layer norm, <see cref="TransformerConfig.Layers"/> blocks, an optional pooler (dense + tanh on
-/// the first token) and a linear classifier. <c>call(ids)</c> maps <c>[B, S]</c> ids to <c>[B, NumLabels]</c>
-/// logits; <see cref="Forward"/> takes a padding mask and returns hidden states and attention on request.
+/// A BERT-style bidirectional encoder: word, position and token-type embeddings with a layer norm,
+/// <see cref="TransformerConfig.Layers"/> blocks, then the configured <see cref="BertHead"/> — an optional pooler
+/// (dense + tanh on the first token) and a linear classifier, a masked-LM head, or none. <c>call(ids)</c> maps
+/// <c>[B, S]</c> ids to the head's logits; <see cref="Forward"/> takes a padding mask and returns hidden states and
+/// attention on request.
 /// </summary>
 /// <remarks>
 /// Parameter names: <c>word_embedding</c>, <c>position_embedding</c>, <c>token_type_embedding</c>,
 /// <c>embedding_norm</c>, <c>blocks.{i}.…</c>, <c>final_norm</c> (pre-norm configurations only), <c>pooler</c>
-/// (when <see cref="BertConfig.UsePooler"/>), <c>classifier</c>. Without the pooler the classifier reads the first
-/// token's hidden state directly: the "pooler removed" student of DistilBERT.
+/// (when <see cref="BertConfig.UsePooler"/>), <c>classifier</c> (classification head), <c>mlm_transform</c>,
+/// <c>mlm_norm</c> and <c>mlm_bias</c> (masked-LM head, whose decoder is the word embedding matrix). Without the
+/// pooler the classifier reads the first token's hidden state directly: the "pooler removed" student of DistilBERT.
 /// </remarks>
 public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatch>
 {
@@ -27,7 +31,10 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
     private readonly ModuleList<TransformerBlock> blocks;
     private readonly LayerNorm? final_norm;
     private readonly Linear? pooler;
-    private readonly Linear classifier;
+    private readonly Linear? classifier;
+    private readonly Linear? mlm_transform;
+    private readonly LayerNorm? mlm_norm;
+    private readonly Parameter? mlm_bias;
 
     /// <summary>Creates a model initialised as GPT-2 and BERT are: weights N(0, 0.02²), biases 0, norms 1.</summary>
     /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
@@ -44,7 +51,13 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
         blocks = nn.ModuleList(Enumerable.Range(0, config.Layers).Select(_ => new TransformerBlock(config)).ToArray());
         if (config.NormPlacement == NormPlacement.Pre) final_norm = nn.LayerNorm(config.Width, config.LayerNormEpsilon);
         if (config.UsePooler) pooler = nn.Linear(config.Width, config.Width);
-        classifier = nn.Linear(config.Width, config.NumLabels);
+        if (config.Head == BertHead.SequenceClassification) classifier = nn.Linear(config.Width, config.NumLabels);
+        if (config.Head == BertHead.MaskedLM)
+        {
+            mlm_transform = nn.Linear(config.Width, config.Width);
+            mlm_norm = nn.LayerNorm(config.Width, config.LayerNormEpsilon);
+            mlm_bias = nn.Parameter(zeros(config.VocabSize));
+        }
         RegisterComponents();
         TransformerInitialization.Apply(this);
     }
@@ -57,7 +70,14 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
-    /// <summary>Class logits <c>[B, NumLabels]</c> for unpadded token ids <c>[B, S]</c>.</summary>
+    /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
+    /// <exception cref="ArgumentException">The folder holds an architecture that is not a BertModel.</exception>
+    public static BertModel FromPretrained(string folder) => PretrainedFolder.Load<BertModel>(folder).Model;
+
+    /// <summary>Writes the model as a Hugging Face pretrained folder that <c>transformers</c> loads unchanged (see <see cref="PretrainedFolder.Save"/>).</summary>
+    public void SavePretrained(string folder, PretrainedSaveOptions? options = null) => PretrainedFolder.Save(this, folder, options);
+
+    /// <summary>The head's logits (see <see cref="BertHead"/>) for unpadded token ids <c>[B, S]</c>.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
     /// <summary>Runs the encoder; padded keys (mask 0/false) receive no attention.</summary>
@@ -74,10 +94,24 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
         Tensor? mask = AttentionMasks.ForPadding(batch.AttentionMask?.to(x.device), causal: false, x.dtype);
 
         TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: false, request);
-        Tensor h = final_norm?.forward(run.Last) ?? run.Last;
-        Tensor first = h.select(1, 0);
-        Tensor pooled = pooler is null ? first : pooler.forward(first).tanh();
-        Tensor logits = classifier.forward(dropout.forward(pooled));
+        Tensor h = final_norm is null ? run.Last : run.Finish(final_norm.forward, Config.HiddenStates);
+        Tensor logits = Head(h);
         return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Head(Tensor h)
+    {
+        switch (Config.Head)
+        {
+            case BertHead.SequenceClassification:
+                Tensor first = h.select(1, 0);
+                Tensor pooled = pooler is null ? first : pooler.forward(first).tanh();
+                return classifier!.forward(dropout.forward(pooled));
+            case BertHead.MaskedLM:
+                Tensor t = mlm_norm!.forward(Activations.Apply(mlm_transform!.forward(h), Config.Activation));
+                return F.linear(t, word_embedding.weight!, mlm_bias);
+            default:
+                return h.alias();
+        }
     }
 }

@@ -1,7 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace KnowledgeDistillation.Transformers;
 
@@ -24,8 +23,6 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        Tensor h = expand.forward(x);
-        h = _activation == FeedForwardActivation.GeluTanh ? F.gelu(h, GELU.Approximate.tanh, false) : F.gelu(h);
-        return project.forward(h);
+        return project.forward(Activations.Apply(expand.forward(x), _activation));
     }
 }

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Models;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -51,6 +52,13 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatc
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
+    /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
+    /// <exception cref="ArgumentException">The folder holds an architecture that is not a GptModel.</exception>
+    public static GptModel FromPretrained(string folder) => PretrainedFolder.Load<GptModel>(folder).Model;
+
+    /// <summary>Writes the model as a Hugging Face pretrained folder that <c>transformers</c> loads unchanged (see <see cref="PretrainedFolder.Save"/>).</summary>
+    public void SavePretrained(string folder, PretrainedSaveOptions? options = null) => PretrainedFolder.Save(this, folder, options);
+
     /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
@@ -66,7 +74,7 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatc
         Tensor? mask = AttentionMasks.ForPadding(batch.AttentionMask?.to(x.device), causal: true, x.dtype);
 
         TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request);
-        Tensor h = final_norm.forward(run.Last);
+        Tensor h = run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = lm_head is null ? F.linear(h, token_embedding.weight!) : lm_head.forward(h);
         return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
     }

@@ -18,6 +18,20 @@ public enum FeedForwardActivation
 
     /// <summary>The tanh approximation of GELU (GPT-2's "gelu_new").</summary>
     GeluTanh,
+
+    /// <summary>SiLU, x·σ(x) (Llama-family gated feed-forward networks, "silu").</summary>
+    Silu,
+}
+
+/// <summary>What the last entry of <c>ModelOutput.HiddenStates</c> holds in a pre-norm model.</summary>
+public enum HiddenStateConvention
+{
+    /// <summary>Every entry after the first is a block's output; the last is taken before the final norm.</summary>
+    BlockOutputs,
+
+    /// <summary>As Hugging Face <c>transformers</c> returns them: the last entry is after the final norm (what a port of a
+    /// Python recipe's <c>hidden_states[-1]</c> loss expects).</summary>
+    HuggingFace,
 }
 
 /// <summary>The shape of a reference transformer. Derived records add what one kind of model needs.</summary>
@@ -50,8 +64,11 @@ public abstract record TransformerConfig
     /// <summary>The feed-forward non-linearity.</summary>
     public abstract FeedForwardActivation Activation { get; init; }
 
-    /// <summary>ε of every layer norm.</summary>
+    /// <summary>ε of every layer norm (RMS norm in Llama-family models).</summary>
     public abstract double LayerNormEpsilon { get; init; }
+
+    /// <summary>Whether the last hidden state of a pre-norm model is taken before or after the final norm.</summary>
+    public HiddenStateConvention HiddenStates { get; init; } = HiddenStateConvention.BlockOutputs;
 
     /// <summary><see cref="FeedForwardWidth"/>, or 4 × <see cref="Width"/> when it is 0.</summary>
     public int EffectiveFeedForwardWidth => FeedForwardWidth == 0 ? 4 * Width : FeedForwardWidth;
@@ -65,10 +82,13 @@ public abstract record TransformerConfig
         RequirePositive(Heads, nameof(Heads));
         RequirePositive(Layers, nameof(Layers));
         if (FeedForwardWidth < 0) throw new ArgumentException($"{nameof(FeedForwardWidth)} must be 0 (for 4 × Width) or positive; got {FeedForwardWidth}.", nameof(FeedForwardWidth));
-        if (Width % Heads != 0) throw new ArgumentException($"{nameof(Heads)} ({Heads}) must divide {nameof(Width)} ({Width}).", nameof(Heads));
+        if (HeadsMustDivideWidth && Width % Heads != 0) throw new ArgumentException($"{nameof(Heads)} ({Heads}) must divide {nameof(Width)} ({Width}).", nameof(Heads));
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"{nameof(Dropout)} must lie in [0, 1); got {Dropout}.", nameof(Dropout));
         if (!(LayerNormEpsilon > 0)) throw new ArgumentException($"{nameof(LayerNormEpsilon)} must be positive; got {LayerNormEpsilon}.", nameof(LayerNormEpsilon));
     }
+
+    /// <summary>Whether <see cref="Validate"/> requires <see cref="Heads"/> to divide <see cref="Width"/> (false where the head width is set separately).</summary>
+    protected virtual bool HeadsMustDivideWidth => true;
 
     /// <summary>Throws when <paramref name="value"/> is not positive.</summary>
     protected static void RequirePositive(int value, string name)
@@ -93,9 +113,25 @@ public sealed record GptConfig : TransformerConfig
     public override double LayerNormEpsilon { get; init; } = 1e-5;
 }
 
-/// <summary>A BERT-style bidirectional encoder with a sequence-classification head.</summary>
+/// <summary>What a <see cref="BertModel"/> computes on top of its encoder.</summary>
+public enum BertHead
+{
+    /// <summary>Class logits <c>[B, NumLabels]</c> from the first token (through the pooler when there is one): <c>BertForSequenceClassification</c>.</summary>
+    SequenceClassification,
+
+    /// <summary>Token logits <c>[B, S, VocabSize]</c>: dense, activation, layer norm, then the word embeddings transposed plus a bias (<c>BertForMaskedLM</c>; the DistilBERT recipe trains with it).</summary>
+    MaskedLM,
+
+    /// <summary>No head: the logits are the last hidden state <c>[B, S, Width]</c> (<c>BertModel</c>'s <c>last_hidden_state</c>), for feature distillation.</summary>
+    None,
+}
+
+/// <summary>A BERT-style bidirectional encoder with a classification, masked-LM or no head.</summary>
 public sealed record BertConfig : TransformerConfig
 {
+    /// <summary>What the model computes on top of the encoder.</summary>
+    public BertHead Head { get; init; } = BertHead.SequenceClassification;
+
     /// <summary>Number of classes of the classification head.</summary>
     public int NumLabels { get; init; } = 2;
 

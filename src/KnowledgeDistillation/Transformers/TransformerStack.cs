@@ -6,17 +6,27 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>Runs a stack of blocks, keeping per-layer outputs only when they are requested.</summary>
 internal static class TransformerStack
 {
-    public sealed record Result(Tensor Last, List<Tensor>? HiddenStates, List<Tensor>? Scores, List<Tensor>? Probabilities);
+    public sealed record Result(Tensor Last, List<Tensor>? HiddenStates, List<Tensor>? Scores, List<Tensor>? Probabilities)
+    {
+        /// <summary>Applies the final norm to the last state and, under the Hugging Face convention, makes it the last hidden state.</summary>
+        public Tensor Finish(Func<Tensor, Tensor> finalNorm, HiddenStateConvention convention)
+        {
+            Tensor normed = finalNorm(Last);
+            if (convention == HiddenStateConvention.HuggingFace && HiddenStates is { Count: > 1 }) HiddenStates[^1] = normed;
+            return normed;
+        }
+    }
 
-    public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request)
+    /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (returning maps when <c>returnMaps</c>).</summary>
+    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, Tensor, bool, AttentionResult> step)
     {
         List<Tensor>? hidden = request.HiddenStates ? [embeddings] : null;
         List<Tensor>? scores = request.AttentionScores ? [] : null;
         List<Tensor>? probabilities = request.AttentionProbabilities ? [] : null;
         Tensor x = embeddings;
-        foreach (TransformerBlock block in blocks)
+        foreach (TBlock block in blocks)
         {
-            AttentionResult r = block.Forward(x, additiveMask, causal, request.AnyAttention);
+            AttentionResult r = step(block, x, request.AnyAttention);
             x = r.Output;
             hidden?.Add(x);
             scores?.Add(r.Scores!);
@@ -24,4 +34,8 @@ internal static class TransformerStack
         }
         return new Result(x, hidden, scores, probabilities);
     }
+
+    /// <summary>Runs standard <see cref="TransformerBlock"/>s.</summary>
+    public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request) =>
+        Run(blocks, embeddings, request, (block, x, maps) => block.Forward(x, additiveMask, causal, maps));
 }

@@ -1,0 +1,89 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace KnowledgeDistillation.Transformers;
+
+/// <summary>
+/// Causal grouped-query attention with rotary position embeddings (Llama, Qwen2, Mistral): H query heads share
+/// H_kv key/value heads, query head h reading key/value head ⌊h·H_kv/H⌋. Without a request for maps it runs PyTorch's
+/// fused <c>scaled_dot_product_attention</c>; with one it computes softmax(QKᵀ/√d + mask)·V explicitly.
+/// </summary>
+/// <remarks>Parameters: <c>query</c> (D → H·d), <c>key</c> and <c>value</c> (D → H_kv·d), <c>output</c> (H·d → D).</remarks>
+public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear query;
+    private readonly Linear key;
+    private readonly Linear value;
+    private readonly Linear output;
+    private readonly int _heads;
+    private readonly int _keyValueHeads;
+    private readonly int _headWidth;
+    private readonly double _dropout;
+    private readonly double _ropeTheta;
+
+    /// <summary>Creates the attention shaped by <paramref name="config"/>.</summary>
+    public GroupedQueryAttention(LlamaConfig config) : base(nameof(GroupedQueryAttention))
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        _heads = config.Heads;
+        _keyValueHeads = config.EffectiveKeyValueHeads;
+        _headWidth = config.EffectiveHeadWidth;
+        _dropout = config.Dropout;
+        _ropeTheta = config.RopeTheta;
+        query = nn.Linear(config.Width, _heads * _headWidth, hasBias: config.QueryKeyValueBias);
+        key = nn.Linear(config.Width, _keyValueHeads * _headWidth, hasBias: config.QueryKeyValueBias);
+        value = nn.Linear(config.Width, _keyValueHeads * _headWidth, hasBias: config.QueryKeyValueBias);
+        output = nn.Linear(_heads * _headWidth, config.Width, hasBias: config.OutputBias);
+        RegisterComponents();
+    }
+
+    /// <summary>Causal attention over <c>[B, S, D]</c> at positions 0 … S − 1.</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(x.shape[1], _headWidth, _ropeTheta, x.device, x.dtype);
+        return Forward(x, null, cos, sin, false).Output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Attends over <c>[B, S, D]</c>.</summary>
+    /// <param name="x">Inputs.</param>
+    /// <param name="additiveMask">Null for plain causal attention, or <c>[B or 1, 1, S, S]</c> of 0 (attend) and the dtype's lowest value (do not); it must include causality.</param>
+    /// <param name="cos">Rotary cosines, <c>[S, d]</c>.</param>
+    /// <param name="sin">Rotary sines, <c>[S, d]</c>.</param>
+    /// <param name="returnMaps">Compute explicitly and return the scores and probabilities, <c>[B, H, S, S]</c>.</param>
+    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps)
+    {
+        long batch = x.shape[0], length = x.shape[1];
+        Tensor q = RotaryEmbedding.Apply(Heads(query.forward(x), _heads), cos, sin);
+        Tensor k = RotaryEmbedding.Apply(Heads(key.forward(x), _keyValueHeads), cos, sin);
+        Tensor v = Heads(value.forward(x), _keyValueHeads);
+        int groups = _heads / _keyValueHeads;
+        if (groups > 1)
+        {
+            k = k.repeat_interleave(groups, dim: 1);
+            v = v.repeat_interleave(groups, dim: 1);
+        }
+        double dropout = training ? _dropout : 0;
+
+        Tensor? scores = null, probabilities = null;
+        Tensor context;
+        if (!returnMaps)
+        {
+            context = F.scaled_dot_product_attention(q, k, v, additiveMask, dropout, additiveMask is null);
+        }
+        else
+        {
+            Tensor mask = additiveMask ?? SelfAttention.CausalMask(length, x.dtype, x.device);
+            scores = q.matmul(k.transpose(-2, -1)).mul(1.0 / Math.Sqrt(_headWidth)).add(mask);
+            probabilities = scores.softmax(-1);
+            context = F.dropout(probabilities, dropout, training).matmul(v);
+        }
+        Tensor merged = context.transpose(1, 2).reshape(batch, length, _heads * _headWidth);
+        return new AttentionResult(output.forward(merged), scores, probabilities);
+    }
+
+    private Tensor Heads(Tensor projected, int heads) =>
+        projected.view(projected.shape[0], projected.shape[1], heads, _headWidth).transpose(1, 2);
+}
