@@ -22,6 +22,9 @@ public sealed record StudentOptions
     /// <summary>Student feed-forward width; null keeps the teacher's ratio to the width.</summary>
     public int? FeedForwardWidth { get; init; }
 
+    /// <summary>Llama-family only: key/value heads of the student's grouped-query attention; null keeps the teacher's.</summary>
+    public int? KeyValueHeads { get; init; }
+
     /// <summary>BERT only: keep the pooler; null keeps the teacher's choice, false removes it as DistilBERT did.</summary>
     public bool? UsePooler { get; init; }
 }
@@ -55,6 +58,20 @@ public static class StudentFactory
         ArgumentNullException.ThrowIfNull(options);
         BertConfig config = Shrink(teacher.Config, options) with { UsePooler = options.UsePooler ?? teacher.Config.UsePooler };
         return Build(teacher, teacher.Config.Layers, new BertModel(config), options);
+    }
+
+    /// <summary>A Llama-family student (Llama, Qwen2, Mistral) initialised from <paramref name="teacher"/>; it keeps the teacher's family, so it saves as the same architecture.</summary>
+    public static Student<LlamaModel> FromTeacher(LlamaModel teacher, StudentOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(teacher);
+        ArgumentNullException.ThrowIfNull(options);
+        LlamaConfig shrunk = Shrink(teacher.Config, options);
+        LlamaConfig config = shrunk with
+        {
+            KeyValueHeads = options.KeyValueHeads ?? teacher.Config.KeyValueHeads,
+            HeadWidth = shrunk.Width == teacher.Config.Width && shrunk.Heads == teacher.Config.Heads ? teacher.Config.HeadWidth : 0,
+        };
+        return Build(teacher, teacher.Config.Layers, new LlamaModel(config), options);
     }
 
     private static TConfig Shrink<TConfig>(TConfig teacher, StudentOptions options) where TConfig : TransformerConfig
