@@ -89,7 +89,7 @@ internal sealed class CheckpointMapping
                 string? entry = Find(checkpoint, tied), partner = Find(checkpoint, sameAs);
                 if (entry is null || partner is null) continue;
                 Tensor a = checkpoint[entry], b = checkpoint[partner];
-                if (!a.shape.SequenceEqual(b.shape) || !a.to(ScalarType.Float64).equal(b.to(ScalarType.Float64)).item<bool>())
+                if (!a.shape.SequenceEqual(b.shape) || !a.to(ScalarType.Float64).eq(b.to(ScalarType.Float64)).all().item<bool>())
                 {
                     double gap = a.shape.SequenceEqual(b.shape) ? (a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).abs().max().item<double>() : double.NaN;
                     problems.Add($"the checkpoint has its own {entry}, which differs from {partner} (max |difference| {gap:G3}), but the model ties them ({setting}); " +
