@@ -14,6 +14,7 @@ public sealed class DistillationObjectiveBuilder
     // Each entry builds its term anew, so every Build() gets its own loss modules and projections.
     private readonly List<Func<double[], ObjectiveTerm>> _terms = [];
     private double[] _teacherWeights = [1.0];
+    private VocabularyAlignment? _alignment;
 
     /// <summary>Weights of several teachers in logit terms (normalised to sum to 1); the count must match the trainer's teachers.</summary>
     public DistillationObjectiveBuilder TeacherWeights(params double[] weights)
@@ -24,6 +25,17 @@ public sealed class DistillationObjectiveBuilder
             throw new ArgumentException($"Teacher weights must be finite, non-negative and not all 0; got [{string.Join(", ", weights)}].", nameof(weights));
         }
         _teacherWeights = (double[])weights.Clone();
+        return this;
+    }
+
+    /// <summary>
+    /// Lets the divergence terms (soft targets, reverse KL, JSD) compare logits of different widths by cutting both to
+    /// <see cref="VocabularyAlignment.SharedSize"/> (see <see cref="VocabularyAlignment.Between"/>). Without it, such
+    /// logits are an error that names both sizes.
+    /// </summary>
+    public DistillationObjectiveBuilder AlignVocabularies(VocabularyAlignment alignment)
+    {
+        _alignment = alignment ?? throw new ArgumentNullException(nameof(alignment));
         return this;
     }
 
@@ -134,6 +146,7 @@ public sealed class DistillationObjectiveBuilder
         RequireInRange(temperature, name, "temperature", double.Epsilon, double.PositiveInfinity);
         return Add(teacherWeights =>
         {
+            VocabularyAlignment? alignment = _alignment; // as set when Build() runs
             (LogitDistillationLoss loss, Action<long>? beforeStep) = create();
             var topK = new TopKSoftTargetLoss(loss.ScaleByTemperatureSquared, loss.IgnoreIndex);
             return new ObjectiveTerm(name, weight, c =>
@@ -143,10 +156,30 @@ public sealed class DistillationObjectiveBuilder
                 beforeStep?.Invoke(c.Step);
                 if (c.Teachers.Any(o => o.TopK is not null)) return FromCache(name, loss, topK, c, t);
                 double[] w = teacherWeights.Length == c.Teachers.Count ? teacherWeights : Enumerable.Repeat(1.0, c.Teachers.Count).ToArray();
-                Tensor teacherLogits = TeacherEnsemble.AverageSoftened(c.Teachers.Select(o => o.Logits).ToArray(), w, t);
-                return loss.forward(c.Student.Logits, teacherLogits, RowMask(c.Student.Logits, c), c.Labels);
+                (Tensor student, Tensor[] teachers) = Aligned(name, alignment, c.Student.Logits, c.Teachers.Select(o => o.Logits).ToArray());
+                Tensor teacherLogits = TeacherEnsemble.AverageSoftened(teachers, w, t);
+                return loss.forward(student, teacherLogits, RowMask(student, c), c.Labels);
             }, loss) { NeedsTeacherLogits = true, AcceptsTopKTargets = loss is SoftTargetKLLoss, Temperature = temperature };
         });
+    }
+
+    /// <summary>The student's and teachers' logits cut to the alignment's shared size; without an alignment, different widths are an error naming both.</summary>
+    private static (Tensor Student, Tensor[] Teachers) Aligned(string name, VocabularyAlignment? alignment, Tensor student, Tensor[] teachers)
+    {
+        if (alignment is not null)
+        {
+            return (alignment.Apply(student, "student's"), teachers.Select((t, i) => alignment.Apply(t, $"teacher {i}'s")).ToArray());
+        }
+        long width = student.shape[^1];
+        int other = Array.FindIndex(teachers, t => t.shape.Length == student.shape.Length && t.shape[..^1].SequenceEqual(student.shape[..^1]) && t.shape[^1] != width);
+        if (other >= 0)
+        {
+            throw new InvalidOperationException(
+                $"Term \"{name}\": the student's logits have {width} entries per row but teacher {other}'s have {teachers[other].shape[^1]}. " +
+                "If the two vocabularies differ only by padding rows, align them with AlignVocabularies(VocabularyAlignment.Between(studentTokenizer, teacherTokenizer, " +
+                $"{width}, {teachers[other].shape[^1]})), which checks that the tokenizers agree; otherwise the models use different tokenizers and cannot be compared token by token.");
+        }
+        return (student, teachers);
     }
 
     // create makes one pair's loss from (student width, teacher width), both null when no projection is needed.
