@@ -20,10 +20,11 @@ var softOption = new Option<double>("--soft-weight") { Description = "Weight α 
 var hiddenOption = new Option<double>("--hidden-weight") { Description = "Weight of the hidden-state cosine term (0, the default, turns it off).", DefaultValueFactory = _ => 0.0 };
 var studentsOption = new Option<string>("--students") { Description = "Which students to train: any of scratch-ce, init-ce, scratch-kd, init-kd.", DefaultValueFactory = _ => "scratch-ce,init-ce,scratch-kd,init-kd" };
 var teacherStepsOption = new Option<int>("--teacher-max-steps") { Description = "Cap on the teacher's constant-rate phase.", DefaultValueFactory = _ => 12_000 };
+var teacherFolderOption = new Option<string?>("--teacher") { Description = "A Hugging Face causal LM folder (GPT-2, Llama, Qwen2, Mistral) to distil instead of training the byte-level teacher; the student is written back with SavePretrained." };
 var deviceOption = SampleDevice.Option();
 var root = new RootCommand("Distil a byte-level GPT teacher into a half-depth student, with the controls that tell distillation from initialisation.")
 {
-    corpusOption, outputOption, quickOption, seedsOption, stepsOption, temperatureOption, softOption, hiddenOption, studentsOption, teacherStepsOption, deviceOption,
+    corpusOption, outputOption, quickOption, seedsOption, stepsOption, temperatureOption, softOption, hiddenOption, studentsOption, teacherStepsOption, teacherFolderOption, deviceOption,
 };
 root.SetAction(parse =>
 {
@@ -34,7 +35,8 @@ root.SetAction(parse =>
         var settings = new Settings(parse.GetValue(corpusOption), parse.GetValue(outputOption)!, quick, QuickTeacherSteps: 200, parse.GetValue(teacherStepsOption),
             parse.GetValue(stepsOption) ?? (quick ? 150 : 1000), Math.Max(1, parse.GetValue(seedsOption)), ValidationBatches: quick ? 10 : 40, TestBatches: quick ? 10 : 40,
             new Recipe(parse.GetValue(temperatureOption), parse.GetValue(softOption), parse.GetValue(hiddenOption)), DeviceSelection.Resolve(parse.GetValue(deviceOption)!), students);
-        return Run(settings);
+        string? teacherFolder = parse.GetValue(teacherFolderOption);
+        return teacherFolder is null ? Run(settings) : PretrainedDistillation.Run(settings, teacherFolder, Corpus.Load(settings.CorpusPath));
     }
     catch (Exception e)
     {
@@ -63,6 +65,9 @@ static int Run(Settings settings)
     AnsiConsole.MarkupLine($"Students: {settings.StudentSteps:N0} steps each, {settings.Seeds} seed(s); distilled with {Markup.Escape(settings.Recipe.ToString())}");
 
     var (teacher, record, cached, teacherTest, students) = new Experiment(settings).Run(corpus);
+    string teacherFolder = Path.Combine(settings.Output, "teacher-pretrained");
+    teacher.SavePretrained(teacherFolder);
+    AnsiConsole.MarkupLine($"Teacher written as a Hugging Face GPT-2 folder to {Markup.Escape(teacherFolder)} (distil it again with --teacher {Markup.Escape(teacherFolder)})");
     AnsiConsole.MarkupLine(cached
         ? $"Teacher (cached): trained {record.StableSteps:N0} + {record.DecaySteps:N0} steps in {record.Seconds / 60:0.0} min when first run"
         : $"Teacher: {record.StableSteps:N0} steps at a constant rate until the validation perplexity improved by less than 1% over the last fifth, then {record.DecaySteps:N0} of decay; {record.Seconds / 60:0.0} min");

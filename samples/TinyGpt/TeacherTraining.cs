@@ -109,22 +109,23 @@ internal sealed class TeacherTraining(Settings settings, GptConfig config)
     }
 
     /// <summary>exp of the mean next-byte cross-entropy over the batches.</summary>
-    public static double Perplexity(GptModel model, List<DistillationBatch<TokenBatch>> batches)
+    public static double Perplexity(IModuleModel<TokenBatch> model, List<DistillationBatch<TokenBatch>> batches)
     {
-        bool training = model.training;
-        model.eval();
+        nn.Module module = model.Module;
+        bool training = module.training;
+        module.eval();
         using var noGrad = no_grad();
         double total = 0;
         long tokens = 0;
-        Device device = SampleDevice.Of(model);
+        Device device = SampleDevice.Of(module);
         foreach (DistillationBatch<TokenBatch> batch in batches)
         {
             using var scope = NewDisposeScope();
-            Tensor logits = model.call(batch.Inputs.InputIds.to(device));
+            Tensor logits = model.Forward(new TokenBatch(batch.Inputs.InputIds.to(device)), OutputRequest.LogitsOnly).Logits;
             total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), batch.Labels!.to(device).reshape(-1), reduction: nn.Reduction.Sum).item<float>();
             tokens += batch.Labels!.numel();
         }
-        model.train(training);
+        module.train(training);
         return Math.Exp(total / tokens);
     }
 }

@@ -5,20 +5,33 @@ using static TorchSharp.torch;
 
 namespace TinyGpt;
 
-/// <summary>Windows of <c>context</c> bytes and the next byte at every position, as token batches.</summary>
+/// <summary>Windows of <c>context</c> tokens and the next token at every position, as token batches.</summary>
 internal sealed class TextBatches
 {
     private readonly Tensor _train, _validation, _test;
     private readonly int _context, _batch;
 
+    /// <summary>Batches of the corpus's bytes, each byte a token.</summary>
     public TextBatches(Corpus corpus, int context, int batch)
+        : this(Bytes(corpus.Train), Bytes(corpus.Validation), Bytes(corpus.Test), context, batch)
     {
-        _train = tensor(corpus.Train.Select(b => (long)b).ToArray()).DetachFromDisposeScope();
-        _validation = tensor(corpus.Validation.Select(b => (long)b).ToArray()).DetachFromDisposeScope();
-        _test = tensor(corpus.Test.Select(b => (long)b).ToArray()).DetachFromDisposeScope();
+    }
+
+    /// <summary>Batches of token ids (the three splits already tokenized).</summary>
+    public TextBatches(long[] train, long[] validation, long[] test, int context, int batch)
+    {
+        foreach ((long[] split, string name) in new[] { (train, "training"), (validation, "validation"), (test, "test") })
+        {
+            if (split.Length <= context * 2) throw new InvalidOperationException($"The {name} split has {split.Length} tokens; at least {context * 2 + 1} are needed for windows of {context}.");
+        }
+        _train = tensor(train).DetachFromDisposeScope();
+        _validation = tensor(validation).DetachFromDisposeScope();
+        _test = tensor(test).DetachFromDisposeScope();
         _context = context;
         _batch = batch;
     }
+
+    private static long[] Bytes(byte[] text) => text.Select(b => (long)b).ToArray();
 
     /// <summary>An endless stream of random training windows, drawn with torch's RNG (so a seed fixes it).</summary>
     public IEnumerable<DistillationBatch<TokenBatch>> Training()

@@ -83,7 +83,7 @@ internal static class HuggingFaceConfig
             FeedForwardWidth = inner ?? 0,
             Activation = f.Activation("activation_function", "gelu_new"),
             LayerNormEpsilon = f.Double("layer_norm_epsilon", 1e-5),
-            Dropout = f.Double("resid_pdrop", 0.1),
+            Dropout = f.Double("resid_pdrop", 0.1, noted: false),
             TieEmbeddings = f.Bool("tie_word_embeddings", true),
         };
     }
@@ -111,7 +111,7 @@ internal static class HuggingFaceConfig
             FeedForwardWidth = f.Int("intermediate_size"),
             Activation = f.Activation("hidden_act", "gelu"),
             LayerNormEpsilon = f.Double("layer_norm_eps", 1e-12),
-            Dropout = f.Double("hidden_dropout_prob", 0.1),
+            Dropout = f.Double("hidden_dropout_prob", 0.1, noted: false),
             TypeVocabSize = f.Int("type_vocab_size", 2),
             NumLabels = labels,
             Head = head,
@@ -129,7 +129,7 @@ internal static class HuggingFaceConfig
                 throw new NotSupportedException($"{f.Path}: rope_scaling of type \"{type}\" is not supported; only unscaled rotary embeddings are (rope_scaling null or \"default\").");
             }
         }
-        double partial = f.Double("partial_rotary_factor", 1.0);
+        double partial = f.Double("partial_rotary_factor", 1.0, noted: false);
         if (partial != 1.0) throw new NotSupportedException($"{f.Path}: partial_rotary_factor {partial} is not supported; only 1.0 is.");
         DecoderFamily family = modelType switch { "qwen2" => DecoderFamily.Qwen2, "mistral" => DecoderFamily.Mistral, _ => DecoderFamily.Llama };
         int width = f.Int("hidden_size"), heads = f.Int("num_attention_heads");
@@ -162,7 +162,7 @@ internal static class HuggingFaceConfig
             FeedForwardBias = family == DecoderFamily.Llama && f.Bool("mlp_bias", false),
             TieEmbeddings = f.Bool("tie_word_embeddings", false),
             SlidingWindow = window,
-            Dropout = f.Double("attention_dropout", 0),
+            Dropout = f.Double("attention_dropout", 0, noted: false),
         };
     }
 
@@ -247,10 +247,11 @@ internal static class HuggingFaceConfig
 
         public int? OptionalInt(string name) => TryGet(name, node => node.GetValue<int>(), "an integer", out int value) ? value : null;
 
-        public double Double(string name, double fallback)
+        /// <summary>A number; an absent one takes <paramref name="fallback"/>, noted when it changes results (<paramref name="noted"/>).</summary>
+        public double Double(string name, double fallback, bool noted = true)
         {
             if (TryGet(name, node => node.GetValue<double>(), "a number", out double value)) return value;
-            Notes.Add($"{name} absent: took the default {fallback.ToString(CultureInfo.InvariantCulture)}");
+            if (noted) Notes.Add($"{name} absent: took the default {fallback.ToString(CultureInfo.InvariantCulture)}");
             return fallback;
         }
 
