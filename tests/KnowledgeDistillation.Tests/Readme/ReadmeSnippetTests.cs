@@ -120,4 +120,39 @@ public class ReadmeSnippetTests
 
         Gap().Should().BeLessThan(before / 2, "twenty epochs of the snippet's loop move the student towards the teacher (from {0})", before);
     }
+
+    [Fact]
+    public void The_pretrained_guide_shows_exactly_the_example_that_is_compiled_here()
+    {
+        SnippetFromReadme("docs/pretrained.md", "<!-- snippet: pretrained-example (tests/KnowledgeDistillation.Tests/Readme/PretrainedExample.cs) -->")
+            .Should().Equal(SnippetFromSource("PretrainedExample.cs"));
+    }
+
+    [Fact]
+    public void The_pretrained_example_runs_from_folder_to_folder()
+    {
+        using var scope = NewDisposeScope();
+        using var teacherFolder = new TemporaryFolder();
+        using var studentFolder = new TemporaryFolder();
+        string tokenizers = Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Fixtures", "Tokenizers", "sentencepiece");
+        manual_seed(4);
+        var teacher = new KnowledgeDistillation.Transformers.LlamaModel(new KnowledgeDistillation.Transformers.LlamaConfig
+        {
+            VocabSize = 400, Width = 32, Heads = 4, KeyValueHeads = 2, Layers = 2, FeedForwardWidth = 64,
+        });
+        teacher.SavePretrained(teacherFolder.Path);
+        foreach (string file in new[] { "tokenizer.model", "tokenizer_config.json" }) File.Copy(Path.Combine(tokenizers, file), teacherFolder.PathOf(file));
+        string[] texts = Enumerable.Range(0, 16).Select(i => $"The student {i} learns from the teacher's distribution at temperature {i % 3 + 1}.").ToArray();
+
+        var reloaded = PretrainedExample.Run(teacherFolder.Path, studentFolder.Path, texts, steps: 4);
+
+        reloaded.Model.Config.Layers.Should().Be(1);
+        reloaded.Report.Loaded.Should().NotBeEmpty();
+        File.Exists(studentFolder.PathOf("tokenizer.model")).Should().BeTrue("the teacher's tokenizer is copied beside the student");
+        using (no_grad())
+        {
+            reloaded.Model.state_dict()["blocks.0.feed_forward.gate.weight"].eq(teacher.state_dict()["blocks.1.feed_forward.gate.weight"]).all().item<bool>()
+                .Should().BeFalse("the student trained away from the teacher layer it started from");
+        }
+    }
 }
