@@ -3,6 +3,7 @@ using KnowledgeDistillation.Caching;
 using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Students;
 using KnowledgeDistillation.Tests.Transformers;
 using KnowledgeDistillation.Training;
@@ -56,6 +57,7 @@ public class BadInputSweepTests(ITestOutputHelper output)
         StudentsAndMaps();
         ObjectivesOptionsAndTrainer();
         Cache();
+        Pretrained();
 
         foreach (var group in _results.GroupBy(r => r.Outcome)) output.WriteLine($"{group.Key}: {group.Count()}");
         foreach (var r in _results.Where(r => r.Outcome != "clear")) output.WriteLine($"  {r.Case}: {r.Detail}");
@@ -272,5 +274,70 @@ public class BadInputSweepTests(ITestOutputHelper output)
         Try("Cache: index beyond", () => cache.Read(tensor(new long[] { 0, 4 })));
         Try("Cache: negative index", () => cache.Read(tensor(new long[] { -1 })));
         Try("Cache: float indices", () => cache.Read(zeros(2)));
+    }
+
+    private void Pretrained()
+    {
+        LlamaConfig llama = new() { VocabSize = 20, Width = 16, Heads = 4, KeyValueHeads = 2, Layers = 1, FeedForwardWidth = 24, ContextLength = 8 };
+        Try("Llama: KeyValueHeads 3", () => _ = new LlamaModel(llama with { KeyValueHeads = 3 }));
+        Try("Llama: KeyValueHeads -1", () => _ = new LlamaModel(llama with { KeyValueHeads = -1 }));
+        Try("Llama: odd head width", () => _ = new LlamaModel(llama with { HeadWidth = 5 }));
+        Try("Llama: RopeTheta 0", () => _ = new LlamaModel(llama with { RopeTheta = 0 }));
+        Try("Llama: SlidingWindow 0", () => _ = new LlamaModel(llama with { SlidingWindow = 0 }));
+        Try("Llama: post-norm", () => _ = new LlamaModel(llama with { NormPlacement = NormPlacement.Post }));
+        var model = new LlamaModel(llama);
+        Try("Llama: id out of range", () => model.Forward(new TokenBatch(tensor(new long[,] { { 0, 20 } })), OutputRequest.LogitsOnly));
+        Try("Llama: float ids", () => model.Forward(new TokenBatch(zeros(1, 3)), OutputRequest.LogitsOnly));
+        Try("Llama: too long", () => model.Forward(new TokenBatch(zeros(1, 9, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("Llama: mask shape", () => model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64), ones(1, 4, dtype: ScalarType.Bool)), OutputRequest.LogitsOnly));
+        Try("Llama: token types", () => model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64), null, zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+
+        using var folder = new TemporaryFolder();
+        Try("Load: missing folder", () => PretrainedFolder.Load(folder.PathOf("none")));
+        Try("Load: no config.json", () => PretrainedFolder.Load(folder.Path));
+        Try("Load: empty path", () => PretrainedFolder.Load(""));
+        File.WriteAllText(folder.PathOf("config.json"), "{ not json");
+        Try("Load: invalid JSON", () => PretrainedFolder.Load(folder.Path));
+        File.WriteAllText(folder.PathOf("config.json"), "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 20, \"hidden_size\": 16, \"intermediate_size\": 24, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}");
+        Try("Load: config without weights", () => PretrainedFolder.Load(folder.Path));
+        Try("Load<GptModel>: Llama folder", () => PretrainedFolder.Load<GptModel>(folder.Path));
+        Try("Save: Int32 dtype", () => model.SavePretrained(folder.PathOf("out"), new PretrainedSaveOptions { Dtype = ScalarType.Int32 }));
+        Try("Save: shard limit 0", () => model.SavePretrained(folder.PathOf("out"), new PretrainedSaveOptions { MaxShardBytes = 0 }));
+        Try("Save: missing tokenizer folder", () => model.SavePretrained(folder.PathOf("out"), new PretrainedSaveOptions { CopyTokenizerFrom = folder.PathOf("none") }));
+        Try("Save: empty folder name", () => model.SavePretrained(""));
+        Try("Save: null model", () => PretrainedFolder.Save(null!, folder.Path));
+        Try("Safetensors: complex tensor", () => SafetensorsFile.Write(folder.PathOf("c.safetensors"), new Dictionary<string, Tensor> { ["c"] = zeros(2, dtype: ScalarType.ComplexFloat32) }));
+        File.WriteAllBytes(folder.PathOf("short.safetensors"), [1, 2, 3]);
+        Try("Safetensors: 3-byte file", () => SafetensorsFile.ReadHeader(folder.PathOf("short.safetensors")));
+        File.WriteAllText(folder.PathOf("bad.index.json"), "{\"weight_map\": {\"a\": \"../escape.safetensors\"}}");
+        Try("Shard index: path outside the folder", () => ShardIndex.Read(folder.PathOf("bad.index.json")));
+        Try("Tokenizer: missing folder", () => PretrainedTokenizer.Load(folder.PathOf("none")));
+        Try("Tokenizer: no files", () => PretrainedTokenizer.Load(folder.Path));
+        Try("Tokenizer: wrap null", () => PretrainedTokenizer.FromTokenizer(null!, 10));
+        Try("Tokenizer: vocabulary 0", () => PretrainedTokenizer.FromTokenizer(Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForModel("gpt2"), 0));
+        PretrainedTokenizer gpt2 = PretrainedTokenizer.FromTokenizer(Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForModel("gpt2"), 50257, new SpecialTokenIds { Eos = 50256 });
+        Try("Batcher: null tokenizer", () => _ = new TextBatcher(null!, 16));
+        Try("Batcher: maxLength 1", () => _ = new TextBatcher(gpt2, 1));
+        var batcher = new TextBatcher(gpt2, 16);
+        Try("Batcher: null texts", () => batcher.CausalLanguageModeling(null!));
+        Try("Batcher: a null text", () => batcher.CausalLanguageModeling(["a", null!]));
+        Try("Batcher: masked LM without a mask token", () => batcher.MaskedLanguageModeling(["a"], new Random(1)));
+        Try("Batcher: mask probability 0", () => batcher.MaskedLanguageModeling(["a"], new Random(1), 0));
+        Try("Batcher: null random", () => batcher.MaskedLanguageModeling(["a"], null!));
+        Try("Batcher: classes count", () => batcher.Classification(["a", "b"], [1]));
+        Try("Alignment: size 0", () => VocabularyAlignment.TruncateWithoutChecking(0));
+        Try("Alignment: null tokenizer", () => VocabularyAlignment.Between(null!, gpt2, 10, 10));
+        Try("Alignment: negative logits", () => VocabularyAlignment.Between(gpt2, gpt2, -1, 10));
+        Try("Alignment: narrower logits", () => VocabularyAlignment.TruncateWithoutChecking(10).Apply(zeros(2, 5), "student's"));
+        Try("Objective: null alignment", () => DistillationObjective.Create().AlignVocabularies(null!));
+        Try("StudentFactory: null Llama teacher", () => StudentFactory.FromTeacher((LlamaModel)null!, new StudentOptions { Layers = 1 }));
+        Try("StudentFactory: Llama KeyValueHeads 3", () => StudentFactory.FromTeacher(model, new StudentOptions { Layers = 1, KeyValueHeads = 3 }));
+        Try("Checkpoint: Llama weights into GPT", () => HuggingFaceCheckpointLoadGptFromLlama());
+    }
+
+    private static void HuggingFaceCheckpointLoadGptFromLlama()
+    {
+        string llama = Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Fixtures", "Pretrained", "llama");
+        KnowledgeDistillation.Transformers.Checkpoints.HuggingFaceCheckpoint.LoadGpt2(TinyModels.GptModel(), llama);
     }
 }
