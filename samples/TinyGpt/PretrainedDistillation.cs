@@ -113,9 +113,10 @@ internal static class PretrainedDistillation
     private static void Train(Settings settings, IModuleModel<TokenBatch> teacher, IModuleModel<TokenBatch> student, bool distilled, int seed,
         TextBatches batches, List<DistillationBatch<TokenBatch>> validation)
     {
-        DistillationObjective objective = distilled
-            ? DistillationObjective.Create().SoftTargets(settings.Recipe.SoftWeight, temperature: settings.Recipe.Temperature).HardTargets(1 - settings.Recipe.SoftWeight).Build()
-            : DistillationObjective.Create().HardTargets(1.0).Build();
+        DistillationObjectiveBuilder builder = DistillationObjective.Create();
+        if (distilled) builder.SoftTargets(settings.Recipe.SoftWeight, temperature: settings.Recipe.Temperature);
+        if (!distilled || settings.Recipe.SoftWeight < 1) builder.HardTargets(distilled ? 1 - settings.Recipe.SoftWeight : 1.0);
+        DistillationObjective objective = builder.Build();
         var options = new DistillationTrainerOptions
         {
             MaxSteps = settings.StudentSteps, LearningRate = 5e-4, WarmupSteps = Math.Min(50, settings.StudentSteps / 10), Decay = LearningRateDecay.Cosine,
