@@ -71,7 +71,7 @@ internal static class ConfigAgreement
 
     public static IEnumerable<string> DtypeNotes(IEnumerable<Tensor> tensors) =>
         tensors.Where(t => is_floating_point(t) && t.dtype != ScalarType.Float32).Select(t => t.dtype).Distinct()
-            .Select(d => $"weights stored as {d} were converted to the model's Float32");
+            .Select(d => $"weights stored as {d} were converted to the model's dtype");
 
     private static string Show<T>(T value) => value switch
     {
