@@ -8,4 +8,12 @@ namespace KnowledgeDistillation.Models;
 /// <param name="TokenTypeIds">Optional <c>[B, S]</c> segment ids (BERT-style models only).</param>
 /// <param name="ExampleIndices">Optional <c>[B]</c> int64 positions of the sequences in a fixed training set, which a
 /// cached teacher reads its targets by (<c>batch =&gt; batch.ExampleIndices!</c>).</param>
-public sealed record TokenBatch(Tensor InputIds, Tensor? AttentionMask = null, Tensor? TokenTypeIds = null, Tensor? ExampleIndices = null);
+public sealed record TokenBatch(Tensor InputIds, Tensor? AttentionMask = null, Tensor? TokenTypeIds = null, Tensor? ExampleIndices = null)
+{
+    /// <summary>
+    /// Optional <c>[B, S]</c> int64 positions of the tokens (decoders only). Null means 0 … S − 1 in every row, or
+    /// continuing after a key/value cache; left-padded rows need their own (<c>cumsum(mask) − 1</c>), as generation
+    /// computes them. With a cache, <see cref="AttentionMask"/> covers the cached and the new tokens, <c>[B, past + S]</c>.
+    /// </summary>
+    public Tensor? PositionIds { get; init; }
+}

@@ -12,7 +12,10 @@ internal static class BatchPlacement
         object? inputs = batch.Inputs switch
         {
             Tensor t => t.to(device),
-            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices), // indices are read on the host
+            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices) // indices are read on the host
+            {
+                PositionIds = b.PositionIds?.to(device),
+            },
             var other => other,
         };
         return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device));
@@ -32,6 +35,7 @@ internal static class BatchPlacement
                 b.AttentionMask?.Dispose();
                 b.TokenTypeIds?.Dispose();
                 b.ExampleIndices?.Dispose();
+                b.PositionIds?.Dispose();
                 break;
         }
         batch.Labels?.Dispose();

@@ -35,20 +35,25 @@ internal static class AttentionMasks
     }
 
     /// <summary>
-    /// The <c>[B or 1, 1, S, S]</c> additive mask of a causal decoder with an optional padding mask and an optional sliding
-    /// window (query i sees key j when j ≤ i and i − j &lt; window); null when plain causal attention is exact.
+    /// The <c>[B or 1, 1, S, past + S]</c> additive mask of a causal decoder whose <paramref name="queries"/> new tokens
+    /// follow <paramref name="past"/> cached ones: query i (at absolute index past + i) sees key j when j ≤ past + i,
+    /// when the padding mask (<c>[B, past + S]</c>, true/1 = real) allows j, and, with a sliding window, when
+    /// past + i − j &lt; window. Null when plain causal attention without a cache is exact (the fused kernel's own mode).
     /// </summary>
-    public static Tensor? ForDecoder(Tensor? paddingMask, long length, int? slidingWindow, ScalarType dtype, Device device)
+    public static Tensor? ForDecoder(Tensor? paddingMask, long queries, long past, int? slidingWindow, ScalarType dtype, Device device)
     {
-        bool windowed = slidingWindow is { } w && w < length;
-        if (paddingMask is null && !windowed) return null;
-        Tensor allowed = Causal(length, device);
-        if (windowed) allowed = allowed.logical_and(ones(length, length, dtype: ScalarType.Bool, device: device).triu(1 - slidingWindow!.Value));
+        long keys = past + queries;
+        bool windowed = slidingWindow is { } w && w < keys;
+        if (paddingMask is null && !windowed && past == 0) return null;
+        Tensor query = arange(past, keys, dtype: ScalarType.Int64, device: device).unsqueeze(1);
+        Tensor key = arange(keys, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        Tensor allowed = key.le(query);
+        if (windowed) allowed = allowed.logical_and((query - key).lt(slidingWindow!.Value));
         allowed = allowed.unsqueeze(0).unsqueeze(0);
         if (paddingMask is not null)
         {
-            Tensor keys = (paddingMask.dtype == ScalarType.Bool ? paddingMask : paddingMask.ne(0)).unsqueeze(1).unsqueeze(2);
-            allowed = keys.logical_and(allowed);
+            Tensor real = (paddingMask.dtype == ScalarType.Bool ? paddingMask : paddingMask.ne(0)).unsqueeze(1).unsqueeze(2);
+            allowed = real.logical_and(allowed);
         }
         return Additive(allowed, dtype);
     }

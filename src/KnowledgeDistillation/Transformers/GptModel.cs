@@ -10,7 +10,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>
 /// A GPT-style causal language model: token and learned position embeddings, <see cref="TransformerConfig.Layers"/>
 /// transformer blocks, a final layer norm and an LM head (tied to the token embeddings or not).
-/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="Forward"/> also returns
+/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="Forward(TokenBatch, OutputRequest)"/> also returns
 /// hidden states and attention maps on request.
 /// </summary>
 /// <remarks>
@@ -18,7 +18,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <see cref="TransformerBlock"/>), <c>final_norm</c>, and <c>lm_head</c> when untied. Hidden states are the
 /// embedding output and each block's output, before the final norm.
 /// </remarks>
-public sealed class GptModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatch>
+public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 {
     private readonly Embedding token_embedding;
     private readonly Embedding position_embedding;
@@ -52,6 +52,9 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatc
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
+    /// <inheritdoc />
+    public int ContextLength => Config.ContextLength;
+
     /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
     /// <exception cref="ArgumentException">The folder holds an architecture that is not a GptModel.</exception>
     public static GptModel FromPretrained(string folder) => PretrainedFolder.Load<GptModel>(folder).Model;
@@ -63,17 +66,26 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatc
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
     /// <summary>Runs the model; attention is causal, and additionally masked by <see cref="TokenBatch.AttentionMask"/> when given.</summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request)
+    public ModelOutput Forward(TokenBatch batch, OutputRequest request) => Forward(batch, request, null);
+
+    /// <summary>
+    /// Runs the model on new tokens after those in <paramref name="cache"/> (none when it is null or empty), appending
+    /// their keys and values to it. Positions continue after the cached tokens unless <see cref="TokenBatch.PositionIds"/> says otherwise.
+    /// </summary>
+    public ModelOutput Forward(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
     {
         ArgumentNullException.ThrowIfNull(request);
-        TokenInputs.Validate(batch, Config, typeVocabSize: null);
+        long past = cache?.Length ?? 0;
+        TokenInputs.Validate(batch, Config, typeVocabSize: null, past, acceptsPositions: true);
         using var scope = NewDisposeScope();
         Tensor ids = batch.InputIds.to(ScalarType.Int64);
-        Tensor positions = arange(ids.shape[1], dtype: ScalarType.Int64, device: ids.device);
+        long length = ids.shape[1];
+        Tensor positions = batch.PositionIds?.to(ScalarType.Int64) ?? arange(past, past + length, dtype: ScalarType.Int64, device: ids.device);
         Tensor x = embedding_dropout.forward(token_embedding.forward(ids) + position_embedding.forward(positions));
-        Tensor? mask = AttentionMasks.ForPadding(batch.AttentionMask?.to(x.device), causal: true, x.dtype);
+        Tensor? mask = AttentionMasks.ForDecoder(batch.AttentionMask?.to(x.device), length, past, null, x.dtype, x.device);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request);
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request, cache);
+        cache?.Advance(length);
         Tensor h = run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = lm_head is null ? F.linear(h, token_embedding.weight!) : lm_head.forward(h);
         return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();

@@ -52,13 +52,16 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     /// <param name="additiveMask">Null for plain causal attention, or <c>[B or 1, 1, S, S]</c> of 0 (attend) and the dtype's lowest value (do not); it must include causality.</param>
     /// <param name="cos">Rotary cosines, <c>[S, d]</c>.</param>
     /// <param name="sin">Rotary sines, <c>[S, d]</c>.</param>
-    /// <param name="returnMaps">Compute explicitly and return the scores and probabilities, <c>[B, H, S, S]</c>.</param>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps)
+    /// <param name="returnMaps">Compute explicitly and return the scores and probabilities, <c>[B, H, S, past + S]</c>.</param>
+    /// <param name="cache">A key/value cache to read earlier tokens' keys and values from and append these to, or null.</param>
+    /// <param name="layer">This layer's index in <paramref name="cache"/>.</param>
+    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0)
     {
         long batch = x.shape[0], length = x.shape[1];
         Tensor q = RotaryEmbedding.Apply(Heads(query.forward(x), _heads), cos, sin);
         Tensor k = RotaryEmbedding.Apply(Heads(key.forward(x), _keyValueHeads), cos, sin);
         Tensor v = Heads(value.forward(x), _keyValueHeads);
+        if (cache is not null) (k, v) = cache.Append(layer, k, v);
         int groups = _heads / _keyValueHeads;
         if (groups > 1)
         {

@@ -11,14 +11,14 @@ namespace KnowledgeDistillation.Transformers;
 /// A Llama-family causal language model (Llama, Qwen2, Mistral): token embeddings, <see cref="TransformerConfig.Layers"/>
 /// pre-norm blocks of grouped-query attention with rotary positions and a gated feed-forward network, a final RMS
 /// norm and an LM head (tied to the embeddings or not). <c>call(ids)</c> maps <c>[B, S]</c> token ids to
-/// <c>[B, S, V]</c> logits; <see cref="Forward"/> also returns hidden states and attention maps on request.
+/// <c>[B, S, V]</c> logits; <see cref="Forward(TokenBatch, OutputRequest)"/> also returns hidden states and attention maps on request.
 /// </summary>
 /// <remarks>
 /// Parameter names: <c>token_embedding</c>, <c>blocks.{i}.…</c> (see <see cref="LlamaBlock"/>), <c>final_norm</c>, and
 /// <c>lm_head</c> when untied. Positions are 0 … S − 1 for every row, as in Hugging Face's forward without
 /// <c>position_ids</c>; pad on the right.
 /// </remarks>
-public sealed class LlamaModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatch>
+public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 {
     private readonly Embedding token_embedding;
     private readonly ModuleList<LlamaBlock> blocks;
@@ -48,6 +48,9 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBa
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
+    /// <inheritdoc />
+    public int ContextLength => Config.ContextLength;
+
     /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
     /// <exception cref="ArgumentException">The folder holds an architecture that is not a LlamaModel.</exception>
     public static LlamaModel FromPretrained(string folder) => PretrainedFolder.Load<LlamaModel>(folder).Model;
@@ -59,18 +62,27 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBa
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
     /// <summary>Runs the model; attention is causal (and windowed when configured), and additionally masked by <see cref="TokenBatch.AttentionMask"/> when given.</summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request)
+    public ModelOutput Forward(TokenBatch batch, OutputRequest request) => Forward(batch, request, null);
+
+    /// <summary>
+    /// Runs the model on new tokens after those in <paramref name="cache"/> (none when it is null or empty), appending
+    /// their keys and values to it. Positions continue after the cached tokens unless <see cref="TokenBatch.PositionIds"/> says otherwise.
+    /// </summary>
+    public ModelOutput Forward(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
     {
         ArgumentNullException.ThrowIfNull(request);
-        TokenInputs.Validate(batch, Config, typeVocabSize: null);
+        long past = cache?.Length ?? 0;
+        TokenInputs.Validate(batch, Config, typeVocabSize: null, past, acceptsPositions: true);
         using var scope = NewDisposeScope();
         Tensor ids = batch.InputIds.to(ScalarType.Int64);
         long length = ids.shape[1];
         Tensor x = token_embedding.forward(ids);
-        Tensor? mask = AttentionMasks.ForDecoder(batch.AttentionMask?.to(x.device), length, Config.SlidingWindow, x.dtype, x.device);
-        (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(length, Config.EffectiveHeadWidth, Config.RopeTheta, x.device, x.dtype);
+        Tensor? mask = AttentionMasks.ForDecoder(batch.AttentionMask?.to(x.device), length, past, Config.SlidingWindow, x.dtype, x.device);
+        Tensor positions = batch.PositionIds?.to(ScalarType.Int64) ?? arange(past, past + length, dtype: ScalarType.Int64, device: x.device);
+        (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(positions, Config.EffectiveHeadWidth, Config.RopeTheta, x.dtype);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, h, maps) => block.Forward(h, mask, cos, sin, maps));
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps) => block.Forward(h, mask, cos, sin, maps, cache, layer));
+        cache?.Advance(length);
         Tensor last = run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = lm_head is null ? F.linear(last, token_embedding.weight!) : lm_head.forward(last);
         return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();

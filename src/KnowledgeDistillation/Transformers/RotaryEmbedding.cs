@@ -14,11 +14,19 @@ internal static class RotaryEmbedding
     public static (Tensor Cos, Tensor Sin) Angles(long length, int headWidth, double theta, Device device, ScalarType dtype, long offset = 0)
     {
         using var scope = NewDisposeScope();
-        Tensor exponents = arange(0, headWidth, 2, dtype: ScalarType.Int64, device: device).to(ScalarType.Float32).div(headWidth);
+        (Tensor cos, Tensor sin) = Angles(arange(offset, offset + length, dtype: ScalarType.Int64, device: device), headWidth, theta, dtype);
+        return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>cos and sin for explicit positions: <c>[S]</c> gives <c>[S, d]</c>; <c>[B, S]</c> gives <c>[B, 1, S, d]</c> (one row of positions per sequence, broadcast over heads).</summary>
+    public static (Tensor Cos, Tensor Sin) Angles(Tensor positions, int headWidth, double theta, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        Tensor exponents = arange(0, headWidth, 2, dtype: ScalarType.Int64, device: positions.device).to(ScalarType.Float32).div(headWidth);
         Tensor inverseFrequency = full_like(exponents, theta).pow(exponents).reciprocal();
-        Tensor positions = arange(offset, offset + length, dtype: ScalarType.Int64, device: device).to(ScalarType.Float32);
-        Tensor frequencies = outer(positions, inverseFrequency);
+        Tensor frequencies = positions.to(ScalarType.Float32).unsqueeze(-1) * inverseFrequency;
         Tensor angles = cat([frequencies, frequencies], -1);
+        if (positions.dim() == 2) angles = angles.unsqueeze(1);
         Tensor cos = angles.cos().to(dtype), sin = angles.sin().to(dtype);
         return (cos.MoveToOuterDisposeScope(), sin.MoveToOuterDisposeScope());
     }

@@ -36,11 +36,14 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
     /// <param name="additiveMask">Null, or <c>[B, 1, S, S]</c> of 0 (attend) and the dtype's lowest value (do not).</param>
     /// <param name="causal">With no mask given, attend only to earlier positions (the fused kernel's own causal mode).</param>
     /// <param name="returnMaps">Compute explicitly and return the scores and probabilities.</param>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps)
+    /// <param name="cache">A key/value cache to read earlier tokens' keys and values from and append these to (decoders), or null.</param>
+    /// <param name="layer">This layer's index in <paramref name="cache"/>.</param>
+    public AttentionResult Forward(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0)
     {
         long batch = x.shape[0], length = x.shape[1], width = x.shape[2], headWidth = width / _heads;
         Tensor[] parts = qkv.forward(x).view(batch, length, 3, _heads, headWidth).permute(2, 0, 3, 1, 4).unbind(0);
         Tensor q = parts[0], k = parts[1], v = parts[2];
+        if (cache is not null) (k, v) = cache.Append(layer, k, v);
         double dropout = training ? _dropout : 0;
 
         Tensor? scores = null, probabilities = null;

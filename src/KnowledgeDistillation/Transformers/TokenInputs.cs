@@ -7,7 +7,12 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>Checks a <see cref="TokenBatch"/> against a model's configuration before any native call.</summary>
 internal static class TokenInputs
 {
-    public static void Validate(TokenBatch batch, TransformerConfig config, int? typeVocabSize)
+    /// <param name="batch">The batch.</param>
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="typeVocabSize">Token type ids allowed (BERT), or null.</param>
+    /// <param name="past">Tokens already in the key/value cache (decoders): the attention mask covers past + S.</param>
+    /// <param name="acceptsPositions">Whether the model reads <see cref="TokenBatch.PositionIds"/> (decoders).</param>
+    public static void Validate(TokenBatch batch, TransformerConfig config, int? typeVocabSize, long past = 0, bool acceptsPositions = false)
     {
         ArgumentNullException.ThrowIfNull(batch);
         Tensor ids = batch.InputIds ?? throw new ArgumentException("InputIds is required.", nameof(batch));
@@ -20,11 +25,29 @@ internal static class TokenInputs
             throw new ArgumentException($"InputIds holds no sequence (shape {Shapes.Describe(ids.shape)}); a batch needs at least one.", nameof(batch));
         }
         long length = ids.shape[1];
-        if (length < 1 || length > config.ContextLength)
+        if (length < 1 || past + length > config.ContextLength)
         {
-            throw new ArgumentException($"InputIds has sequence length {length}; the model's ContextLength allows 1 to {config.ContextLength}.", nameof(batch));
+            string cached = past > 0 ? $" after {past} cached tokens" : "";
+            throw new ArgumentException($"InputIds has sequence length {length}{cached}; the model's ContextLength allows 1 to {config.ContextLength - past}.", nameof(batch));
         }
-        RequireSameShape(batch.AttentionMask, "AttentionMask", ids, allowBool: true);
+        if (past > 0 && batch.AttentionMask is { } full)
+        {
+            long[] expected = [ids.shape[0], past + length];
+            if (!full.shape.SequenceEqual(expected))
+            {
+                throw new ArgumentException($"With {past} cached tokens the AttentionMask must cover them and the new ones, {Shapes.Describe(expected)}; got {Shapes.Describe(full.shape)}.", nameof(batch));
+            }
+        }
+        else
+        {
+            RequireSameShape(batch.AttentionMask, "AttentionMask", ids, allowBool: true);
+        }
+        if (batch.PositionIds is { } positions)
+        {
+            if (!acceptsPositions) throw new ArgumentException("PositionIds were given, but this model does not read them (encoder positions are always 0 … S − 1).", nameof(batch));
+            RequireSameShape(positions, "PositionIds", ids, allowBool: false);
+            if (positions.device_type == DeviceType.CPU) RequireRange(positions, "PositionIds", config.ContextLength, "ContextLength");
+        }
         RequireSameShape(batch.TokenTypeIds, "TokenTypeIds", ids, allowBool: false);
         if (batch.TokenTypeIds is not null && typeVocabSize is null)
         {

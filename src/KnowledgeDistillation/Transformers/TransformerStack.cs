@@ -17,16 +17,17 @@ internal static class TransformerStack
         }
     }
 
-    /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (returning maps when <c>returnMaps</c>).</summary>
-    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, Tensor, bool, AttentionResult> step)
+    /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (its index, its input, whether to return maps).</summary>
+    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, int, Tensor, bool, AttentionResult> step)
     {
         List<Tensor>? hidden = request.HiddenStates ? [embeddings] : null;
         List<Tensor>? scores = request.AttentionScores ? [] : null;
         List<Tensor>? probabilities = request.AttentionProbabilities ? [] : null;
         Tensor x = embeddings;
+        int index = 0;
         foreach (TBlock block in blocks)
         {
-            AttentionResult r = step(block, x, request.AnyAttention);
+            AttentionResult r = step(block, index++, x, request.AnyAttention);
             x = r.Output;
             hidden?.Add(x);
             scores?.Add(r.Scores!);
@@ -35,7 +36,7 @@ internal static class TransformerStack
         return new Result(x, hidden, scores, probabilities);
     }
 
-    /// <summary>Runs standard <see cref="TransformerBlock"/>s.</summary>
-    public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request) =>
-        Run(blocks, embeddings, request, (block, x, maps) => block.Forward(x, additiveMask, causal, maps));
+    /// <summary>Runs standard <see cref="TransformerBlock"/>s, appending to <paramref name="cache"/> when given.</summary>
+    public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request, KeyValueCache? cache = null) =>
+        Run(blocks, embeddings, request, (block, layer, x, maps) => block.Forward(x, additiveMask, causal, maps, cache, layer));
 }
