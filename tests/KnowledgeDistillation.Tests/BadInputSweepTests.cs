@@ -71,6 +71,7 @@ public class BadInputSweepTests(ITestOutputHelper output)
         var logitLosses = new (string Name, Func<LogitDistillationLoss> Create)[]
         {
             ("SoftTargetKL", () => new SoftTargetKLLoss()), ("ReverseKL", () => new ReverseKLLoss()), ("JSD", () => new GeneralizedJensenShannonLoss()),
+            ("TVD", () => new TotalVariationLoss()), ("SkewKL", () => new SkewKLLoss()), ("SkewReverseKL", () => new SkewKLLoss(reverse: true)),
         };
         foreach (var (name, create) in logitLosses)
         {
@@ -102,6 +103,8 @@ public class BadInputSweepTests(ITestOutputHelper output)
             }
         }
         foreach (double beta in new[] { -0.1, 1.1, double.NaN }) Try($"JSD: beta {beta}", () => _ = new GeneralizedJensenShannonLoss(beta));
+        foreach (double alpha in new[] { -0.1, 1.0, double.NaN }) Try($"SkewKL: alpha {alpha}", () => _ = new SkewKLLoss(alpha));
+        Try("Objective: SkewKL alpha 1", () => DistillationObjective.Create().SkewKL(1, 1.0).Build());
 
         var ce = new HardTargetCrossEntropyLoss();
         Try("CE: rank 1", () => ce.forward(zeros(3), zeros(3, dtype: ScalarType.Int64)));

@@ -59,6 +59,23 @@ public sealed class DistillationObjectiveBuilder
         });
     }
 
+    /// <summary>Total variation distance (<see cref="TotalVariationLoss"/>) against the (averaged) teachers.</summary>
+    public DistillationObjectiveBuilder TotalVariation(Schedule weight, Schedule? temperature = null, string name = "tvd") =>
+        Divergence(name, weight, temperature ?? 1.0, () => (new TotalVariationLoss(), null));
+
+    /// <summary>DistiLLM's α-skew KL, or with <paramref name="reverse"/> the α-skew reverse KL (<see cref="SkewKLLoss"/>), with an α schedule.</summary>
+    public DistillationObjectiveBuilder SkewKL(Schedule weight, Schedule alpha, bool reverse = false, Schedule? temperature = null, string? name = null)
+    {
+        ArgumentNullException.ThrowIfNull(alpha);
+        string term = name ?? (reverse ? "skew_reverse_kl" : "skew_kl");
+        RequireInRange(alpha, term, "α", 0, Math.BitDecrement(1.0));
+        return Divergence(term, weight, temperature ?? 1.0, () =>
+        {
+            var loss = new SkewKLLoss(0.1, reverse);
+            return (loss, step => loss.Alpha = alpha.ValueAt(step));
+        });
+    }
+
     /// <summary>Hard targets: <see cref="HardTargetCrossEntropyLoss"/> of the student against the batch's labels.</summary>
     public DistillationObjectiveBuilder HardTargets(Schedule weight, double labelSmoothing = 0, string name = "hard")
     {

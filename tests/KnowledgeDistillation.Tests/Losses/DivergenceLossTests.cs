@@ -95,6 +95,55 @@ public class DivergenceLossTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Total_variation_matches_the_reference(long[] shape, double temperature, bool masked)
+    {
+        using var scope = NewDisposeScope();
+        var (s, t, student, teacher, classes, rows) = Inputs(shape, 40);
+        var (_, _, student64, teacher64, _, _) = Inputs(shape, 40, float64: true);
+        bool[]? keep = KeepFor(masked, rows, 41);
+        using var loss = new TotalVariationLoss(temperature);
+
+        double expected = Reference.TotalVariation(s, t, classes, temperature, true, keep);
+
+        ShouldMatchInFloat32(TestTensors.Scalar(loss.forward(student, teacher, MaskTensor(keep, shape))), expected, temperature);
+        ShouldMatchInFloat64(TestTensors.Scalar(loss.forward(student64, teacher64, MaskTensor(keep, shape))), expected);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Skew_KL_and_skew_reverse_KL_match_the_reference_for_several_alphas(long[] shape, double temperature, bool masked)
+    {
+        using var scope = NewDisposeScope();
+        var (s, t, student, teacher, classes, rows) = Inputs(shape, 50);
+        var (_, _, student64, teacher64, _, _) = Inputs(shape, 50, float64: true);
+        bool[]? keep = KeepFor(masked, rows, 51);
+
+        foreach (double alpha in new[] { 0.0, 0.1, 0.5, 0.9 })
+        foreach (bool reverse in new[] { false, true })
+        {
+            using var loss = new SkewKLLoss(alpha, reverse, temperature);
+            double expected = Reference.SkewKl(s, t, classes, alpha, reverse, temperature, true, keep);
+            ShouldMatchInFloat32(TestTensors.Scalar(loss.forward(student, teacher, MaskTensor(keep, shape))), expected, temperature);
+            ShouldMatchInFloat64(TestTensors.Scalar(loss.forward(student64, teacher64, MaskTensor(keep, shape))), expected);
+        }
+    }
+
+    [Fact]
+    public void Skew_KL_at_alpha_0_is_forward_or_reverse_KL_and_is_bounded_by_minus_log_alpha()
+    {
+        using var scope = NewDisposeScope();
+        var (_, _, student, teacher, _, _) = Inputs([4, 9], 60, float64: true);
+        TestTensors.Scalar(new SkewKLLoss(0).forward(student, teacher)).Should().Be(TestTensors.Scalar(new SoftTargetKLLoss(1).forward(student, teacher)));
+        TestTensors.Scalar(new SkewKLLoss(0, reverse: true).forward(student, teacher)).Should().Be(TestTensors.Scalar(new ReverseKLLoss(1).forward(student, teacher)));
+        // A student that gives the teacher's favourite class almost nothing: KL explodes, the 0.1-skew KL stays below −log 0.1.
+        Tensor confident = tensor(new double[] { 30, 0, 0 }).unsqueeze(0), opposite = tensor(new double[] { -30, 0, 0 }).unsqueeze(0);
+        TestTensors.Scalar(new SoftTargetKLLoss(1).forward(opposite, confident)).Should().BeGreaterThan(30);
+        TestTensors.Scalar(new SkewKLLoss(0.1).forward(opposite, confident)).Should().BeLessThan(-Math.Log(0.1));
+        ((Action)(() => _ = new SkewKLLoss(1.0))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Alpha must lie in [0, 1); got 1.*");
+    }
+
     [Fact]
     public void Labels_equal_to_the_ignore_index_drop_rows_like_a_mask_and_combine_with_it()
     {

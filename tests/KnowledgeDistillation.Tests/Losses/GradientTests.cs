@@ -48,6 +48,17 @@ public class GradientTests
         GradientShouldMatchFiniteDifferences(x => new GeneralizedJensenShannonLoss(beta, 2.0, normalize).forward(x, TeacherLogits, null, Labels), Logits, 2, 3, 5);
 
     [Fact]
+    public void Total_variation() =>
+        GradientShouldMatchFiniteDifferences(x => new TotalVariationLoss(1.5).forward(x, TeacherLogits, Keep, Labels), Logits, 2, 3, 5);
+
+    [Theory]
+    [InlineData(0.1, false)]
+    [InlineData(0.1, true)]
+    [InlineData(0.5, true)]
+    public void Skew_KL(double alpha, bool reverse) =>
+        GradientShouldMatchFiniteDifferences(x => new SkewKLLoss(alpha, reverse, 2.0).forward(x, TeacherLogits, Keep), Logits, 2, 3, 5);
+
+    [Fact]
     public void Hard_target_cross_entropy_with_smoothing() =>
         GradientShouldMatchFiniteDifferences(x => new HardTargetCrossEntropyLoss(labelSmoothing: 0.1).forward(x, Labels, Keep), Logits, 2, 3, 5);
 

@@ -49,6 +49,32 @@ internal static class Reference
         return normalize ? d / (beta * (1 - beta)) : d;
     }
 
+    /// <summary>Total variation distance ½ Σ |p_t − p_s|.</summary>
+    public static double Tvd(double[] logPs, double[] logPt)
+    {
+        double total = 0;
+        for (int c = 0; c < logPs.Length; c++) total += Math.Abs(Math.Exp(logPt[c]) - Math.Exp(logPs[c]));
+        return total / 2;
+    }
+
+    /// <summary>DistiLLM's skew KL, KL(p ‖ αp + (1 − α)q) with p the teacher (forward) or the student (reverse), from probabilities directly.</summary>
+    public static double SkewKlRow(double[] logPs, double[] logPt, double alpha, bool reverse)
+    {
+        double total = 0;
+        for (int c = 0; c < logPs.Length; c++)
+        {
+            double p = Math.Exp(reverse ? logPs[c] : logPt[c]), q = Math.Exp(reverse ? logPt[c] : logPs[c]);
+            if (p > 0) total += p * Math.Log(p / (alpha * p + (1 - alpha) * q));
+        }
+        return total;
+    }
+
+    public static double TotalVariation(double[] s, double[] t, int classes, double temperature, bool scale = true, bool[]? keep = null) =>
+        Divergence(s, t, classes, temperature, scale, keep, Tvd);
+
+    public static double SkewKl(double[] s, double[] t, int classes, double alpha, bool reverse, double temperature, bool scale = true, bool[]? keep = null) =>
+        Divergence(s, t, classes, temperature, scale, keep, (ls, lt) => SkewKlRow(ls, lt, alpha, reverse));
+
     public static double Divergence(
         double[] student, double[] teacher, int classes, double temperature, bool scale, bool[]? keep,
         Func<double[], double[], double> perRow)
