@@ -1,7 +1,7 @@
 // Performance measurements for docs/performance.md.
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
-//       loss-memory | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
+//       loss-memory | fused-head-memory [--quick] | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -10,6 +10,7 @@ if (args is ["measure", string name, ..])
     return name switch
     {
         "loss-memory" => LossMemory.Run(),
+        "fused-head-memory" => FusedHeadMemory.Run(args.Length > 2 && args[2] == "--quick"),
         "steady-memory" => SteadyStateMemory.Run(handWritten: args.Length > 2 && args[2] == "--hand-written"),
         "step-memory" => StepMemory.Run(),
         "throughput" => Throughput.Run(),
@@ -22,6 +23,6 @@ return 0;
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, step-memory, steady-memory, throughput or teacher-cache.");
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput or teacher-cache.");
     return 1;
 }
