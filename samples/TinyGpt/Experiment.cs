@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using KnowledgeDistillation.Generation;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Students;
@@ -24,6 +25,9 @@ internal enum StudentKind
 
     /// <summary>Initialised from teacher layers and distilled: the DistilGPT2 recipe.</summary>
     InitKD,
+
+    /// <summary>Initialised from teacher layers and distilled on-policy (GKD): half the batches are the student's own samples.</summary>
+    InitGKD,
 }
 
 /// <summary>The distillation recipe of the KD students: soft-target KL at T with weight α, hard cross-entropy with 1 − α, hidden-state cosine.</summary>
@@ -35,10 +39,18 @@ internal sealed record Recipe(double Temperature, double SoftWeight, double Hidd
 
 /// <summary>Settings of one run of the sample.</summary>
 internal sealed record Settings(string? CorpusPath, string Output, bool Quick, int QuickTeacherSteps, int TeacherMaxSteps, int StudentSteps, int Seeds,
-    int ValidationBatches, int TestBatches, Recipe Recipe, Device Device, IReadOnlyList<StudentKind> Students);
+    int ValidationBatches, int TestBatches, Recipe Recipe, Device Device, IReadOnlyList<StudentKind> Students)
+{
+    /// <summary>λ of the on-policy student: the share of its batches it samples itself.</summary>
+    public double OnPolicyFraction { get; init; } = 0.5;
+
+    /// <summary>β of the on-policy student's generalised JSD.</summary>
+    public double JsdBeta { get; init; } = 0.5;
+}
 
 /// <summary>One student run: its perplexity on the validation split (for choices) and on the held-out test split (for the table).</summary>
-internal sealed record StudentResult(StudentKind Kind, int Seed, double Validation, double Test, double Seconds, IReadOnlyList<(long Step, double Perplexity)> Curve);
+internal sealed record StudentResult(StudentKind Kind, int Seed, double Validation, double Test, double Seconds, IReadOnlyList<(long Step, double Perplexity)> Curve,
+    double SampleNll, IReadOnlyList<string> Samples);
 
 /// <summary>
 /// The teacher (trained until it stops improving, cached) and the four students at the same budget — same steps,
@@ -47,6 +59,12 @@ internal sealed record StudentResult(StudentKind Kind, int Seed, double Validati
 internal sealed class Experiment(Settings settings)
 {
     private const int Context = 64, Batch = 32, CurveInterval = 100;
+
+    /// <summary>On-policy batches split each 64-byte window into a 32-byte prompt and a 32-byte completion.</summary>
+    public const int PromptLength = 32, CompletionLength = Context - PromptLength;
+
+    /// <summary>Held-out test prompts whose sampled continuations the teacher scores.</summary>
+    public const int JudgedPrompts = 256;
 
     public static GptConfig TeacherConfig => new()
     {
@@ -58,10 +76,11 @@ internal sealed class Experiment(Settings settings)
         StudentKind.ScratchCE => "random init + CE",
         StudentKind.InitCE => "teacher-layer init + CE",
         StudentKind.ScratchKD => "random init + KD",
-        _ => "teacher-layer init + KD",
+        StudentKind.InitKD => "teacher-layer init + KD",
+        _ => "teacher-layer init + on-policy GKD",
     };
 
-    public (GptModel Teacher, TeacherRecord Record, bool Cached, double TeacherTest, IReadOnlyList<StudentResult> Students) Run(Corpus corpus)
+    public (GptModel Teacher, TeacherRecord Record, bool Cached, double TeacherTest, double TeacherSampleNll, IReadOnlyList<StudentResult> Students) Run(Corpus corpus)
     {
         var batches = new TextBatches(corpus, Context, Batch);
         List<DistillationBatch<TokenBatch>> validation = batches.Validation(settings.ValidationBatches), test = batches.Test(settings.TestBatches);
@@ -70,27 +89,30 @@ internal sealed class Experiment(Settings settings)
 
         (GptModel teacher, TeacherRecord record, bool cached) = new TeacherTraining(settings, TeacherConfig).TrainOrLoad(batches, validation);
         double teacherTest = TeacherTraining.Perplexity(teacher, test);
+        Tensor prompts = batches.TestPrompts(JudgedPrompts, PromptLength);
+        double teacherSampleNll = SampleQuality.TeacherNll(teacher, teacher, prompts).Nll;
 
         var results = new List<StudentResult>();
         for (int seed = 1; seed <= settings.Seeds; seed++)
         {
             foreach (StudentKind kind in settings.Students)
             {
-                results.Add(TrainStudent(kind, seed, teacher, batches, validation, test, curveBatches));
+                results.Add(TrainStudent(kind, seed, teacher, batches, validation, test, curveBatches, prompts));
             }
         }
-        return (teacher, record, cached, teacherTest, results);
+        return (teacher, record, cached, teacherTest, teacherSampleNll, results);
     }
 
     private StudentResult TrainStudent(StudentKind kind, int seed, GptModel teacher, TextBatches batches, List<DistillationBatch<TokenBatch>> validation,
-        List<DistillationBatch<TokenBatch>> test, List<DistillationBatch<TokenBatch>> curveBatches)
+        List<DistillationBatch<TokenBatch>> test, List<DistillationBatch<TokenBatch>> curveBatches, Tensor prompts)
     {
         manual_seed(seed);
-        bool fromTeacher = kind is StudentKind.InitCE or StudentKind.InitKD, distilled = kind is StudentKind.ScratchKD or StudentKind.InitKD;
+        bool fromTeacher = kind is StudentKind.InitCE or StudentKind.InitKD or StudentKind.InitGKD;
+        bool distilled = kind is StudentKind.ScratchKD or StudentKind.InitKD or StudentKind.InitGKD, onPolicy = kind == StudentKind.InitGKD;
         GptModel student = fromTeacher
             ? StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = TeacherConfig.Layers / 2, Selection = LayerSelection.UniformSpread }).Model
             : new GptModel(TeacherConfig with { Layers = TeacherConfig.Layers / 2 });
-        DistillationObjective objective = distilled ? Distillation(teacher, student) : DistillationObjective.Create().HardTargets(1.0).Build();
+        DistillationObjective objective = onPolicy ? OnPolicyObjective() : distilled ? Distillation(teacher, student) : DistillationObjective.Create().HardTargets(1.0).Build();
         var options = new DistillationTrainerOptions
         {
             MaxSteps = settings.StudentSteps, LearningRate = 2e-3, WarmupSteps = Math.Min(50, settings.StudentSteps / 10), Decay = LearningRateDecay.Cosine,
@@ -100,11 +122,29 @@ internal sealed class Experiment(Settings settings)
         var trainer = new DistillationTrainer<TokenBatch>(distilled ? [teacher] : [], student, objective, options);
         var curve = new List<(long, double)>();
         var timer = Stopwatch.StartNew();
+        Func<int, IEnumerable<DistillationBatch<TokenBatch>>> data = onPolicy
+            ? _ => new OnPolicyBatches(student, teacher, OnPolicy(seed)).Batches(batches.PromptWindows(PromptLength))
+            : _ => batches.Training();
         TrainingProgressBar.Show($"{Describe(kind)}, seed {seed}", settings.StudentSteps,
-            progress => trainer.Train(_ => batches.Training(), curveBatches, callbacks: [new CurveRecorder(curve)], progress: progress));
+            progress => trainer.Train(data, curveBatches, callbacks: [new CurveRecorder(curve)], progress: progress));
         double seconds = timer.Elapsed.TotalSeconds;
-        return new StudentResult(kind, seed, trainer.Evaluate(validation).StudentMetric, trainer.Evaluate(test).StudentMetric, seconds, curve);
+        (double sampleNll, IReadOnlyList<string> samples) = SampleQuality.TeacherNll(student, teacher, prompts);
+        return new StudentResult(kind, seed, trainer.Evaluate(validation).StudentMetric, trainer.Evaluate(test).StudentMetric, seconds, curve, sampleNll, samples);
     }
+
+    /// <summary>
+    /// GKD as TRL's GKDTrainer runs it by default: λ = 0.5 (half the batches sampled from the student at temperature 1),
+    /// generalised JSD with β = 0.5 at T = 1 on the completion tokens. Not tuned here.
+    /// </summary>
+    private OnPolicyOptions OnPolicy(int seed) => new()
+    {
+        StudentFraction = settings.OnPolicyFraction,
+        Seed = seed,
+        Generation = new GenerationOptions { MaxNewTokens = CompletionLength, Sample = true, Temperature = 1.0, Seed = 1000L * seed },
+    };
+
+    private DistillationObjective OnPolicyObjective() =>
+        DistillationObjective.Create().GeneralizedJensenShannon(1.0, beta: settings.JsdBeta, temperature: 1.0).Build();
 
     private DistillationObjective Distillation(GptModel teacher, GptModel student)
     {

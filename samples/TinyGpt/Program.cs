@@ -18,13 +18,15 @@ var stepsOption = new Option<int?>("--student-steps") { Description = "Optimizer
 var temperatureOption = new Option<double>("--temperature") { Description = "Distillation temperature T (chosen on the validation split: see the README).", DefaultValueFactory = _ => 1.0 };
 var softOption = new Option<double>("--soft-weight") { Description = "Weight α of the soft-target term; the hard term gets 1 − α.", DefaultValueFactory = _ => 1.0 };
 var hiddenOption = new Option<double>("--hidden-weight") { Description = "Weight of the hidden-state cosine term (0, the default, turns it off).", DefaultValueFactory = _ => 0.0 };
-var studentsOption = new Option<string>("--students") { Description = "Which students to train: any of scratch-ce, init-ce, scratch-kd, init-kd.", DefaultValueFactory = _ => "scratch-ce,init-ce,scratch-kd,init-kd" };
+var studentsOption = new Option<string>("--students") { Description = "Which students to train: any of scratch-ce, init-ce, scratch-kd, init-kd, init-gkd.", DefaultValueFactory = _ => "scratch-ce,init-ce,scratch-kd,init-kd,init-gkd" };
+var lambdaOption = new Option<double>("--lambda") { Description = "λ of the on-policy student: the share of batches it samples itself (GKD).", DefaultValueFactory = _ => 0.5 };
+var betaOption = new Option<double>("--beta") { Description = "β of the on-policy student's generalised JSD (0 forward KL, 1 reverse KL).", DefaultValueFactory = _ => 0.5 };
 var teacherStepsOption = new Option<int>("--teacher-max-steps") { Description = "Cap on the teacher's constant-rate phase.", DefaultValueFactory = _ => 12_000 };
 var teacherFolderOption = new Option<string?>("--teacher") { Description = "A Hugging Face causal LM folder (GPT-2, Llama, Qwen2, Mistral) to distil instead of training the byte-level teacher; the student is written back with SavePretrained." };
 var deviceOption = SampleDevice.Option();
 var root = new RootCommand("Distil a byte-level GPT teacher into a half-depth student, with the controls that tell distillation from initialisation.")
 {
-    corpusOption, outputOption, quickOption, seedsOption, stepsOption, temperatureOption, softOption, hiddenOption, studentsOption, teacherStepsOption, teacherFolderOption, deviceOption,
+    corpusOption, outputOption, quickOption, seedsOption, stepsOption, temperatureOption, softOption, hiddenOption, studentsOption, lambdaOption, betaOption, teacherStepsOption, teacherFolderOption, deviceOption,
 };
 root.SetAction(parse =>
 {
@@ -34,7 +36,11 @@ root.SetAction(parse =>
         StudentKind[] students = parse.GetValue(studentsOption)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(Parse).ToArray();
         var settings = new Settings(parse.GetValue(corpusOption), parse.GetValue(outputOption)!, quick, QuickTeacherSteps: 200, parse.GetValue(teacherStepsOption),
             parse.GetValue(stepsOption) ?? (quick ? 150 : 1000), Math.Max(1, parse.GetValue(seedsOption)), ValidationBatches: quick ? 10 : 40, TestBatches: quick ? 10 : 40,
-            new Recipe(parse.GetValue(temperatureOption), parse.GetValue(softOption), parse.GetValue(hiddenOption)), DeviceSelection.Resolve(parse.GetValue(deviceOption)!), students);
+            new Recipe(parse.GetValue(temperatureOption), parse.GetValue(softOption), parse.GetValue(hiddenOption)), DeviceSelection.Resolve(parse.GetValue(deviceOption)!), students)
+        {
+            OnPolicyFraction = parse.GetValue(lambdaOption),
+            JsdBeta = parse.GetValue(betaOption),
+        };
         string? teacherFolder = parse.GetValue(teacherFolderOption);
         return teacherFolder is null ? Run(settings) : PretrainedDistillation.Run(settings, teacherFolder, Corpus.Load(settings.CorpusPath));
     }
@@ -52,7 +58,8 @@ static StudentKind Parse(string name) => name.ToLowerInvariant() switch
     "init-ce" => StudentKind.InitCE,
     "scratch-kd" => StudentKind.ScratchKD,
     "init-kd" => StudentKind.InitKD,
-    _ => throw new ArgumentException($"--students: unknown student \"{name}\"; expected scratch-ce, init-ce, scratch-kd or init-kd."),
+    "init-gkd" => StudentKind.InitGKD,
+    _ => throw new ArgumentException($"--students: unknown student \"{name}\"; expected scratch-ce, init-ce, scratch-kd, init-kd or init-gkd."),
 };
 
 static int Run(Settings settings)
@@ -64,7 +71,7 @@ static int Run(Settings settings)
     AnsiConsole.MarkupLine($"Corpus: {Markup.Escape(corpus.Source)}: {corpus.Train.Length:N0} training, {corpus.Validation.Length:N0} validation and {corpus.Test.Length:N0} test bytes");
     AnsiConsole.MarkupLine($"Students: {settings.StudentSteps:N0} steps each, {settings.Seeds} seed(s); distilled with {Markup.Escape(settings.Recipe.ToString())}");
 
-    var (teacher, record, cached, teacherTest, students) = new Experiment(settings).Run(corpus);
+    var (teacher, record, cached, teacherTest, teacherSampleNll, students) = new Experiment(settings).Run(corpus);
     string teacherFolder = Path.Combine(settings.Output, "teacher-pretrained");
     teacher.SavePretrained(teacherFolder);
     AnsiConsole.MarkupLine($"Teacher written as a Hugging Face GPT-2 folder to {Markup.Escape(teacherFolder)} (distil it again with --teacher {Markup.Escape(teacherFolder)})");
@@ -73,19 +80,26 @@ static int Run(Settings settings)
         : $"Teacher: {record.StableSteps:N0} steps at a constant rate until the validation perplexity improved by less than 1% over the last fifth, then {record.DecaySteps:N0} of decay; {record.Seconds / 60:0.0} min");
 
     ModelSize teacherSize = ModelSize.Of(teacher), studentSize = ModelSize.Of(new KnowledgeDistillation.Transformers.GptModel(Experiment.TeacherConfig with { Layers = 2 }));
-    var table = new Table().AddColumns("model", "parameters", "test perplexity", "validation perplexity", "train time (s)");
-    table.AddRow("teacher (4 layers)", Count(teacherSize.Parameters), F(teacherTest), F(record.FinalPerplexity), cached ? "cached" : F0(record.Seconds));
+    var table = new Table().AddColumns("model", "parameters", "test perplexity", "validation perplexity", "teacher NLL of its samples", "train time (s)");
+    table.AddRow("teacher (4 layers)", Count(teacherSize.Parameters), F(teacherTest), F(record.FinalPerplexity), F(teacherSampleNll), cached ? "cached" : F0(record.Seconds));
     foreach (var group in students.GroupBy(s => s.Kind))
     {
         table.AddRow($"{Experiment.Describe(group.Key)} (2 layers)", Count(studentSize.Parameters), Spread(group.Select(s => s.Test)),
-            Spread(group.Select(s => s.Validation)), F0(group.Average(s => s.Seconds)));
+            Spread(group.Select(s => s.Validation)), Spread(group.Select(s => s.SampleNll)), F0(group.Average(s => s.Seconds)));
     }
     AnsiConsole.Write(table);
+    AnsiConsole.MarkupLine($"[grey]teacher NLL of its samples: the teacher's mean negative log-likelihood per byte of each model's sampled 32-byte continuations (T = 1) of {Experiment.JudgedPrompts} held-out test prompts; lower is text the teacher finds more plausible[/]");
+    foreach (var group in students.Where(s => s.Seed == 1).GroupBy(s => s.Kind))
+    {
+        AnsiConsole.MarkupLine($"[bold]{Markup.Escape(Experiment.Describe(group.Key))}[/] (seed 1) samples:");
+        foreach (string sample in group.First().Samples) AnsiConsole.MarkupLine($"  {Markup.Escape(sample)}");
+    }
     if (settings.Seeds > 1) AnsiConsole.MarkupLine($"[grey]mean ± standard deviation over {settings.Seeds} seeds; test perplexity on the held-out split, validation on the split every choice was made on[/]");
 
     // Like with like: distillation against the same initialisation trained on the labels alone.
     bool? fromScratch = Verdict(students, StudentKind.ScratchKD, StudentKind.ScratchCE, "From a random initialisation");
     bool? overInit = Verdict(students, StudentKind.InitKD, StudentKind.InitCE, "From the teacher's layers");
+    OnPolicyReport(students);
 
     string curvesPath = Plots.Curves(students, record.FinalPerplexity, settings.Output);
     string temperaturesPath = Plots.Temperatures(teacher, "Gets or sets the value of the ", settings.Output, out var rows);
@@ -101,6 +115,17 @@ static int Run(Settings settings)
         return 0;
     }
     return fromScratch == false || overInit == false ? 2 : 0;
+}
+
+static void OnPolicyReport(IReadOnlyList<StudentResult> students)
+{
+    var gkd = students.Where(s => s.Kind == StudentKind.InitGKD).ToDictionary(s => s.Seed);
+    var kd = students.Where(s => s.Kind == StudentKind.InitKD).ToDictionary(s => s.Seed);
+    if (gkd.Count == 0 || kd.Count == 0) return;
+    double perplexity = gkd.Values.Average(s => s.Test) - kd.Values.Average(s => s.Test);
+    double nll = gkd.Values.Average(s => s.SampleNll) - kd.Values.Average(s => s.SampleNll);
+    AnsiConsole.MarkupLine($"On-policy (GKD) against off-policy KD, same initialisation and budget: test perplexity {perplexity:+0.000;-0.000}, " +
+        $"teacher NLL of samples {nll:+0.000;-0.000} (negative is better; {gkd.Keys.Count(k => kd.ContainsKey(k) && gkd[k].SampleNll < kd[k].SampleNll)} of {gkd.Count} seeds better on samples).");
 }
 
 static bool? Verdict(IReadOnlyList<StudentResult> students, StudentKind distilled, StudentKind control, string label)

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Generation;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Training;
 using TorchSharp;
@@ -42,6 +43,36 @@ internal sealed class TextBatches
             yield return Window(_train, offsets) with { DisposeAfterUse = true };
             offsets.Dispose();
         }
+    }
+
+    /// <summary>
+    /// An endless stream of random training windows split into a prompt (the first <paramref name="promptLength"/> tokens)
+    /// and the data's completion (the rest of the window), for on-policy distillation, drawn with torch's RNG.
+    /// </summary>
+    public IEnumerable<PromptBatch> PromptWindows(int promptLength)
+    {
+        while (true)
+        {
+            PromptBatch batch;
+            using (NewDisposeScope()) // closed before the yield: a scope must not stay open while the consumer runs
+            {
+                Tensor offsets = randint(0, _train.shape[0] - _context - 1, [_batch]);
+                Tensor windows = _train[offsets.unsqueeze(1) + arange(_context, dtype: ScalarType.Int64)];
+                batch = new PromptBatch(windows.narrow(1, 0, promptLength).contiguous().DetachFromDisposeScope(), null,
+                    windows.narrow(1, promptLength, _context - promptLength).contiguous().DetachFromDisposeScope());
+            }
+            yield return batch;
+            batch.PromptIds.Dispose();
+            batch.Completions!.Dispose();
+        }
+    }
+
+    /// <summary><paramref name="count"/> fixed prompts of <paramref name="promptLength"/> tokens from the held-out test text, for judging generations.</summary>
+    public Tensor TestPrompts(int count, int promptLength)
+    {
+        long span = _test.shape[0] - promptLength - 1;
+        Tensor offsets = arange(count, dtype: ScalarType.Int64) * (span / count);
+        return _test[offsets.unsqueeze(1) + arange(promptLength, dtype: ScalarType.Int64)].DetachFromDisposeScope();
     }
 
     /// <summary><paramref name="count"/> fixed validation batches, evenly spaced through the validation text: every choice is made on these.</summary>
