@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using KnowledgeDistillation.Caching;
+using KnowledgeDistillation.Generation;
 using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
@@ -58,6 +59,7 @@ public class BadInputSweepTests(ITestOutputHelper output)
         ObjectivesOptionsAndTrainer();
         Cache();
         Pretrained();
+        GenerationAndLargeVocabularies();
 
         foreach (var group in _results.GroupBy(r => r.Outcome)) output.WriteLine($"{group.Key}: {group.Count()}");
         foreach (var r in _results.Where(r => r.Outcome != "clear")) output.WriteLine($"  {r.Case}: {r.Detail}");
@@ -342,5 +344,57 @@ public class BadInputSweepTests(ITestOutputHelper output)
     {
         string llama = Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Fixtures", "Pretrained", "llama");
         KnowledgeDistillation.Transformers.Checkpoints.HuggingFaceCheckpoint.LoadGpt2(TinyModels.GptModel(), llama);
+    }
+
+    private void GenerationAndLargeVocabularies()
+    {
+        var model = new LlamaModel(new LlamaConfig { VocabSize = 20, Width = 16, Heads = 4, KeyValueHeads = 2, Layers = 1, FeedForwardWidth = 24, ContextLength = 12 });
+        Tensor prompts = zeros(2, 4, dtype: ScalarType.Int64);
+        Try("Generate: null model", () => TextGeneration.Generate(null!, prompts, null, new GenerationOptions()));
+        Try("Generate: float prompts", () => TextGeneration.Generate(model, zeros(2, 4), null, new GenerationOptions()));
+        Try("Generate: rank-1 prompts", () => TextGeneration.Generate(model, zeros(4, dtype: ScalarType.Int64), null, new GenerationOptions()));
+        Try("Generate: beyond the context", () => TextGeneration.Generate(model, prompts, null, new GenerationOptions { MaxNewTokens = 9 }));
+        Try("Generate: mask shape", () => TextGeneration.Generate(model, prompts, ones(2, 5, dtype: ScalarType.Bool), new GenerationOptions { MaxNewTokens = 2 }));
+        Try("Generate: right padding", () => TextGeneration.Generate(model, prompts, tensor(new bool[,] { { true, true, false, false }, { true, true, true, true } }), new GenerationOptions { MaxNewTokens = 2 }));
+        Try("Generate: an empty row", () => TextGeneration.Generate(model, prompts, tensor(new bool[,] { { false, false, false, false }, { true, true, true, true } }), new GenerationOptions { MaxNewTokens = 2 }));
+        foreach (var (name, options) in new (string, GenerationOptions)[]
+        {
+            ("MaxNewTokens 0", new() { MaxNewTokens = 0 }), ("temperature 0", new() { Temperature = 0 }), ("temperature NaN", new() { Temperature = double.NaN }),
+            ("TopK -1", new() { TopK = -1 }), ("TopP 0", new() { TopP = 0 }), ("TopP 1.5", new() { TopP = 1.5 }), ("EOS -1", new() { EosTokenId = -1 }), ("pad -1", new() { PadTokenId = -1 }),
+        })
+        {
+            Try($"Generate: {name}", () => TextGeneration.Generate(model, prompts, null, options));
+        }
+        Try("KV cache: past beyond the context", () =>
+        {
+            using var cache = new KeyValueCache();
+            model.Forward(new TokenBatch(zeros(1, 10, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
+            model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
+        });
+        Try("KV cache: mask not covering the cache", () =>
+        {
+            using var cache = new KeyValueCache();
+            model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
+            model.Forward(new TokenBatch(zeros(1, 1, dtype: ScalarType.Int64), ones(1, 1, dtype: ScalarType.Bool)), OutputRequest.LogitsOnly, cache);
+        });
+        Try("Positions: out of range", () => model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = tensor(new long[,] { { 0, 1, 12 } }) }, OutputRequest.LogitsOnly));
+        Try("Positions: on BERT", () => TinyModels.BertModel().Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = zeros(1, 3, dtype: ScalarType.Int64) }, OutputRequest.LogitsOnly));
+        Try("OnPolicy: lambda 1.5", () => _ = new OnPolicyBatches(model, model, new OnPolicyOptions { StudentFraction = 1.5 }));
+        Try("OnPolicy: sequence-level without a teacher", () => _ = new OnPolicyBatches(model, null, new OnPolicyOptions { SequenceLevel = true }));
+        Try("OnPolicy: data batch without completions", () => new OnPolicyBatches(model, null, new OnPolicyOptions { StudentFraction = 0 }).Next(new PromptBatch(prompts)));
+        Try("OnPolicy: assemble with other row counts", () => OnPolicyBatches.Assemble(prompts, null, zeros(3, 2, dtype: ScalarType.Int64), null));
+        using var folder = new TemporaryFolder();
+        Try("Shards: empty prompts", () => GenerationShards.Write(model, [], folder.Path, new GenerationOptions()));
+        Try("Shards: 0 per shard", () => GenerationShards.Write(model, [new PromptBatch(prompts)], folder.Path, new GenerationOptions(), batchesPerShard: 0));
+        Try("Shards: read a folder without a manifest", () => GenerationShards.Read(folder.Path));
+        Try("Fused: null divergence", () => _ = new FusedLinearDistillationLoss(null!));
+        Try("Fused: negative weight", () => _ = new FusedLinearDistillationLoss(new SoftTargetKLLoss(), distillationWeight: -1));
+        var fused = new FusedLinearDistillationLoss(new ReverseKLLoss(), hardWeight: 0.5);
+        Try("Fused: width mismatch", () => fused.forward(zeros(3, 4), zeros(5, 6), zeros(3, 5), zeros(3, dtype: ScalarType.Int64)));
+        Try("Fused: teacher rows", () => fused.forward(zeros(3, 4), zeros(5, 4), zeros(2, 5), zeros(3, dtype: ScalarType.Int64)));
+        Try("Fused: labels shape", () => fused.forward(zeros(3, 4), zeros(5, 4), zeros(3, 5), zeros(2, dtype: ScalarType.Int64)));
+        Try("Fused: 3-D hidden", () => fused.forward(zeros(1, 3, 4), zeros(5, 4), zeros(3, 5), zeros(3, dtype: ScalarType.Int64)));
+        Try("Fused: dtype mismatch", () => fused.forward(zeros(3, 4), zeros(5, 4, dtype: ScalarType.Float64), zeros(3, 5), zeros(3, dtype: ScalarType.Int64)));
+        Try("Fused: teacher head width", () => fused.forward(zeros(3, 4), zeros(5, 4), new TeacherHead(zeros(3, 6), zeros(5, 7)), zeros(3, dtype: ScalarType.Int64)));
     }
 }

@@ -8,6 +8,7 @@ using static KnowledgeDistillation.Tests.Training.TrainingFixtures;
 
 namespace KnowledgeDistillation.Tests.Training;
 
+[Collection(GlobalRngCollection.Name)] // the accumulation test builds two students from one seed and compares them
 public class DistillationTrainerTests
 {
     private static double KlToTeacher(nn.Module<Tensor, Tensor> teacher, nn.Module<Tensor, Tensor> student, List<DistillationBatch<Tensor>> data)
