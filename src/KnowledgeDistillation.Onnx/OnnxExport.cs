@@ -1,0 +1,93 @@
+using Google.Protobuf;
+using Onnx;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Onnx;
+
+/// <summary>
+/// Writes TorchSharp models as ONNX files that ONNX Runtime (and ML.NET's <c>ApplyOnnxModel</c>) can run. This
+/// version exports <c>Sequential</c> stacks of the common layers (see <see cref="SupportedLayers"/>) with evaluation-mode
+/// semantics; a module it cannot write is an error naming it and its path in the model.
+/// </summary>
+public static class OnnxExport
+{
+    private static void AddOutput(OnnxGraph graph, string value, string name)
+    {
+        graph.Graph.Node.Add(new NodeProto { OpType = "Identity", Name = graph.Fresh("node_" + name), Input = { value }, Output = { graph.Fresh(name) } });
+        graph.Graph.Output.Add(OnnxGraph.Value(name, TensorProto.Types.DataType.Float, null, []));
+    }
+
+    /// <summary>The layer types a <c>Sequential</c> may contain.</summary>
+    public static IReadOnlyList<string> SupportedLayers => SequentialExporter.Supported;
+
+    /// <summary>Exports <paramref name="model"/> to <paramref name="path"/>.</summary>
+    /// <param name="model">A <c>Sequential</c> of supported layers.</param>
+    /// <param name="inputShape">The input's shape; −1 marks a dynamic dimension (e.g. <c>[-1, 1, 28, 28]</c> for any batch size).</param>
+    /// <param name="path">The .onnx file to write (replaced when it exists).</param>
+    /// <param name="inputType">Float32 for features, Int64 for token ids (models that start with an <c>Embedding</c>).</param>
+    /// <param name="options">Opset and names.</param>
+    /// <exception cref="NotSupportedException">A module cannot be exported; the message names it and its path. Nothing is written.</exception>
+    public static void Export(nn.Module model, long[] inputShape, string path, ScalarType inputType = ScalarType.Float32, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(inputShape);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= new OnnxExportOptions();
+        options.Validate();
+        if (inputShape.Length == 0 || inputShape.Any(d => d == 0 || d < -1))
+        {
+            throw new ArgumentException($"inputShape must list positive sizes or -1 (dynamic); got [{string.Join(", ", inputShape)}].", nameof(inputShape));
+        }
+        if (model is not Sequential)
+        {
+            throw new NotSupportedException($"The module at \"(root)\" ({model.GetType().Name}) cannot be exported to ONNX: this version exports Sequential stacks of {string.Join(", ", SupportedLayers)}.");
+        }
+        TensorProto.Types.DataType elementType = inputType switch
+        {
+            ScalarType.Float32 => TensorProto.Types.DataType.Float,
+            ScalarType.Int64 => TensorProto.Types.DataType.Int64,
+            _ => throw new ArgumentException($"inputType must be Float32 or Int64; got {inputType}.", nameof(inputType)),
+        };
+
+        var graph = new OnnxGraph();
+        string input = graph.Fresh(options.InputName);
+        string[] dimensionNames = inputShape.Select((_, i) => i == 0 ? "batch" : $"dim_{i}").ToArray();
+        graph.Graph.Input.Add(OnnxGraph.Value(input, elementType, inputShape, dimensionNames));
+        var taps = options.HiddenStateLayers.ToDictionary(p => p, _ => (string?)null, StringComparer.Ordinal);
+        string last;
+        using (no_grad())
+        {
+            last = SequentialExporter.Emit(graph, model, "", input, taps);
+        }
+        string? missing = taps.FirstOrDefault(t => t.Value is null).Key;
+        if (missing is not null)
+        {
+            string known = string.Join(", ", model.named_modules().Select(m => m.name).Where(n => n.Length > 0).Take(30));
+            throw new ArgumentException($"HiddenStateLayers names \"{missing}\", which is not a layer of the model; its layers are: {known}.", nameof(options));
+        }
+        AddOutput(graph, last, options.OutputName);
+        foreach (string layer in options.HiddenStateLayers) AddOutput(graph, taps[layer]!, "hidden." + layer);
+
+        var proto = new ModelProto
+        {
+            IrVersion = 8,
+            ProducerName = options.ProducerName,
+            ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
+            Graph = graph.Graph,
+        };
+        proto.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = options.Opset });
+
+        string temporary = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        try
+        {
+            using (FileStream stream = File.Create(temporary)) proto.WriteTo(stream);
+            File.Move(temporary, path, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temporary)) File.Delete(temporary);
+        }
+    }
+}
