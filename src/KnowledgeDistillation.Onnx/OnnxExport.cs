@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using KnowledgeDistillation.Transformers;
 using Onnx;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -17,6 +18,27 @@ public static class OnnxExport
     {
         graph.Graph.Node.Add(new NodeProto { OpType = "Identity", Name = graph.Fresh("node_" + name), Input = { value }, Output = { graph.Fresh(name) } });
         graph.Graph.Output.Add(OnnxGraph.Value(name, TensorProto.Types.DataType.Float, null, []));
+    }
+
+    /// <summary>
+    /// Exports a <see cref="GptModel"/>: input <c>input_ids</c> (int64 <c>[batch, sequence]</c>, both dynamic), output
+    /// <c>logits</c> <c>[batch, sequence, V]</c>, causal attention (pad on the right; no attention-mask input), and with
+    /// <paramref name="hiddenStates"/> every block's output as <c>hidden.1</c> … <c>hidden.L</c>.
+    /// </summary>
+    public static void Export(GptModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
+        options.Validate();
+        var graph = new OnnxGraph();
+        string input = graph.Fresh(options.InputName);
+        graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
+        (string logits, List<(string Name, string Value)> hidden) result;
+        using (no_grad()) result = GptExporter.Emit(graph, model, input, hiddenStates);
+        AddOutput(graph, result.logits, options.OutputName);
+        foreach ((string name, string value) in result.hidden) AddOutput(graph, value, name);
+        Write(graph, options, path);
     }
 
     /// <summary>The layer types a <c>Sequential</c> may contain.</summary>
@@ -69,7 +91,11 @@ public static class OnnxExport
         }
         AddOutput(graph, last, options.OutputName);
         foreach (string layer in options.HiddenStateLayers) AddOutput(graph, taps[layer]!, "hidden." + layer);
+        Write(graph, options, path);
+    }
 
+    private static void Write(OnnxGraph graph, OnnxExportOptions options, string path)
+    {
         var proto = new ModelProto
         {
             IrVersion = 8,

@@ -91,7 +91,7 @@ internal static class SequentialExporter
     }
 
     /// <summary>GELU from elementwise operators (ONNX's Gelu operator only exists from opset 20): exact 0.5·x·(1 + erf(x/√2)), or the tanh form.</summary>
-    private static string Gelu(OnnxGraph g, string name, string x, bool tanh)
+    internal static string Gelu(OnnxGraph g, string name, string x, bool tanh)
     {
         string half = g.Node("Mul", name + ".half", [x, g.Scalar(name + ".c_half", 0.5f)]);
         string inner;
