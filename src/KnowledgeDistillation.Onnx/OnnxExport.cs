@@ -41,6 +41,27 @@ public static class OnnxExport
         Write(graph, options, path);
     }
 
+    /// <summary>
+    /// Exports a <see cref="LlamaModel"/> (Llama, Qwen2, Mistral) with the same inputs and outputs as
+    /// <see cref="Export(GptModel, string, bool, OnnxExportOptions?)"/>: rotary positions 0 … S − 1, grouped-query
+    /// attention, sliding windows, and optional <c>hidden.i</c> outputs.
+    /// </summary>
+    public static void Export(LlamaModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
+        options.Validate();
+        var graph = new OnnxGraph();
+        string input = graph.Fresh(options.InputName);
+        graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
+        (string logits, List<(string Name, string Value)> hidden) result;
+        using (no_grad()) result = LlamaExporter.Emit(graph, model, input, hiddenStates);
+        AddOutput(graph, result.logits, options.OutputName);
+        foreach ((string name, string value) in result.hidden) AddOutput(graph, value, name);
+        Write(graph, options, path);
+    }
+
     /// <summary>The layer types a <c>Sequential</c> may contain.</summary>
     public static IReadOnlyList<string> SupportedLayers => SequentialExporter.Supported;
 

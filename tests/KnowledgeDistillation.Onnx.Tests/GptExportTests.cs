@@ -49,4 +49,47 @@ public class GptExportTests
             File.Delete(path);
         }
     }
+
+    public static TheoryData<int, int, int?, bool> LlamaShapes() => new()
+    {
+        { 4, 0, null, false }, { 2, 0, null, true }, { 1, 12, 4, false },
+    };
+
+    [Theory]
+    [MemberData(nameof(LlamaShapes))]
+    public void Llama_family_exports_match_with_grouped_query_attention_head_width_and_sliding_windows(int keyValueHeads, int headWidth, int? window, bool qkvBias)
+    {
+        manual_seed(10);
+        var model = new LlamaModel(new LlamaConfig
+        {
+            VocabSize = 37, ContextLength = 16, Width = 32, Heads = 4, KeyValueHeads = keyValueHeads, HeadWidth = headWidth, Layers = 2, FeedForwardWidth = 48,
+            SlidingWindow = window, QueryKeyValueBias = qkvBias, RopeTheta = 500, Family = qkvBias ? DecoderFamily.Qwen2 : DecoderFamily.Llama,
+        });
+        model.eval();
+        string path = Path.Combine(Path.GetTempPath(), $"kd-llama-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            KnowledgeDistillation.Onnx.OnnxExport.Export(model, path, hiddenStates: true);
+            using var session = new InferenceSession(path);
+            foreach ((long b, long s) in new[] { (1L, 1L), (3L, 9L), (2L, 16L) })
+            {
+                using var scope = NewDisposeScope();
+                Tensor ids = randint(0, 37, [b, s]);
+                using ModelOutput expected = model.Forward(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
+                var input = NamedOnnxValue.CreateFromTensor("input_ids", new DenseLongTensor(ids.data<long>().ToArray(), [(int)b, (int)s]));
+                using var results = session.Run([input]);
+                Tensor Output(string name)
+                {
+                    var t = results.First(r => r.Name == name).AsTensor<float>();
+                    return tensor(t.ToArray(), t.Dimensions.ToArray().Select(d => (long)d).ToArray());
+                }
+                (Output("logits") - expected.Logits).abs().max().item<float>().Should().BeLessThan(1e-4f, $"logits at [{b}, {s}]");
+                (Output("hidden.2") - expected.HiddenStates![2]).abs().max().item<float>().Should().BeLessThan(1e-4f);
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }
