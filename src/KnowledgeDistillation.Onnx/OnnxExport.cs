@@ -28,17 +28,7 @@ public static class OnnxExport
     public static void Export(GptModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
-        options.Validate();
-        var graph = new OnnxGraph();
-        string input = graph.Fresh(options.InputName);
-        graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
-        (string logits, List<(string Name, string Value)> hidden) result;
-        using (no_grad()) result = GptExporter.Emit(graph, model, input, hiddenStates);
-        AddOutput(graph, result.logits, options.OutputName);
-        foreach ((string name, string value) in result.hidden) AddOutput(graph, value, name);
-        Write(graph, options, path);
+        ExportDecoder(path, options, (graph, input) => GptExporter.Emit(graph, model, input, hiddenStates));
     }
 
     /// <summary>
@@ -49,6 +39,12 @@ public static class OnnxExport
     public static void Export(LlamaModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ExportDecoder(path, options, (graph, input) => LlamaExporter.Emit(graph, model, input, hiddenStates));
+    }
+
+    /// <summary>A decoder graph: int64 token ids [batch, sequence] in, logits and optional hidden states out.</summary>
+    private static void ExportDecoder(string path, OnnxExportOptions? options, Func<OnnxGraph, string, (string Logits, List<(string Name, string Value)> Hidden)> emit)
+    {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
         options.Validate();
@@ -56,7 +52,7 @@ public static class OnnxExport
         string input = graph.Fresh(options.InputName);
         graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
         (string logits, List<(string Name, string Value)> hidden) result;
-        using (no_grad()) result = LlamaExporter.Emit(graph, model, input, hiddenStates);
+        using (no_grad()) result = emit(graph, input);
         AddOutput(graph, result.logits, options.OutputName);
         foreach ((string name, string value) in result.hidden) AddOutput(graph, value, name);
         Write(graph, options, path);
