@@ -9,6 +9,7 @@ using KnowledgeDistillation.Transformers;
 using Samples.Shared;
 using Spectre.Console;
 using TorchSharp;
+using static TinyGpt.Format;
 using static TorchSharp.torch;
 
 namespace TinyGpt;
@@ -125,16 +126,5 @@ internal static class PretrainedDistillation
         var trainer = new DistillationTrainer<TokenBatch>(distilled ? [teacher] : [], student, objective, options);
         TrainingProgressBar.Show($"teacher-layer init + {(distilled ? "KD" : "CE")}, seed {seed}", settings.StudentSteps,
             progress => trainer.Train(_ => batches.Training(), validation.Take(2).ToList(), progress: progress));
-    }
-
-    private static string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
-    private static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
-
-    private static string Spread(IEnumerable<double> values)
-    {
-        double[] v = values.ToArray();
-        if (v.Length == 1) return F(v[0]);
-        double mean = v.Average(), sd = Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Length - 1));
-        return $"{F(mean)} ± {F(sd)}";
     }
 }

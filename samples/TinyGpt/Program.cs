@@ -9,6 +9,7 @@ using KnowledgeDistillation.Students;
 using Samples.Shared;
 using Spectre.Console;
 using TinyGpt;
+using static TinyGpt.Format;
 
 var corpusOption = new Option<string?>("--corpus") { Description = "A text file to train on (default: the .NET SDK's API documentation summaries)." };
 var outputOption = new Option<string>("--output") { Description = "Folder for plots and the cached teacher.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "tinygpt") };
@@ -139,16 +140,4 @@ static bool? Verdict(IReadOnlyList<StudentResult> students, StudentKind distille
     AnsiConsole.MarkupLine($"{label}: distillation {(better ? "[green]improves[/]" : "[red]does not improve[/]")} the test perplexity " +
         $"{Experiment.Describe(control)} → {Experiment.Describe(distilled)}: {difference:+0.000;-0.000} ({wins} of {kd.Count} seeds better).");
     return better;
-}
-
-static string F(double v) => v.ToString("0.000", CultureInfo.InvariantCulture);
-static string F0(double v) => v.ToString("0", CultureInfo.InvariantCulture);
-static string Count(long n) => n.ToString("N0", CultureInfo.InvariantCulture);
-
-static string Spread(IEnumerable<double> values)
-{
-    double[] v = values.ToArray();
-    if (v.Length == 1) return F(v[0]);
-    double mean = v.Average(), sd = Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Length - 1));
-    return $"{F(mean)} ± {F(sd)}";
 }

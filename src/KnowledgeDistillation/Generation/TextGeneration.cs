@@ -50,8 +50,9 @@ public static class TextGeneration
             using var scope = NewDisposeScope();
             using var cache = new KeyValueCache();
             Tensor ids = promptIds.to(ScalarType.Int64).to(device);
-            Tensor mask = promptMask is null ? ones(rows, promptLength, dtype: ScalarType.Bool, device: device) : (promptMask.dtype == ScalarType.Bool ? promptMask : promptMask.ne(0)).to(device);
-            RequireLeftPadding(mask);
+            Tensor prompt = promptMask is null ? ones(rows, promptLength, dtype: ScalarType.Bool, device: device) : (promptMask.dtype == ScalarType.Bool ? promptMask : promptMask.ne(0)).to(device);
+            RequireLeftPadding(prompt);
+            Tensor mask = prompt;
             Tensor positions = mask.to(ScalarType.Int64).cumsum(1).sub(1).clamp_min(0);
             var generator = new Generator((ulong)options.Seed, device);
 
@@ -67,8 +68,12 @@ public static class TextGeneration
                 next = next.masked_fill(finished, options.PadTokenId);
                 tokens.Add(next);
                 produced.Add(active);
-                if (options.EosTokenId is { } eos) finished = finished.logical_or(next.eq(eos));
-                if (step == options.MaxNewTokens - 1 || finished.all().item<bool>()) break;
+                if (step == options.MaxNewTokens - 1) break;
+                if (options.EosTokenId is { } eos)
+                {
+                    finished = finished.logical_or(next.eq(eos));
+                    if (finished.all().item<bool>()) break; // the one host read per token, and only when rows can end
+                }
 
                 mask = cat([mask, active.unsqueeze(1)], 1);
                 lastPosition = lastPosition + 1;
@@ -77,7 +82,7 @@ public static class TextGeneration
 
             Tensor completions = stack(tokens, 1), completionMask = stack(produced, 1);
             Tensor sequences = cat([ids, completions], 1);
-            Tensor attention = cat([promptMask is null ? ones(rows, promptLength, dtype: ScalarType.Bool, device: device) : (promptMask.dtype == ScalarType.Bool ? promptMask : promptMask.ne(0)).to(device), completionMask], 1);
+            Tensor attention = cat([prompt, completionMask], 1);
             Tensor completionColumns = cat([zeros(rows, promptLength, dtype: ScalarType.Bool, device: device), completionMask], 1);
             return new GenerationResult(sequences.MoveToOuterDisposeScope(), attention.MoveToOuterDisposeScope(), completionColumns.MoveToOuterDisposeScope(), (int)promptLength);
         }

@@ -117,7 +117,8 @@ public sealed class FusedLinearDistillationLoss : nn.Module
             FusedLinearDistillationLoss loss = inputs.Loss;
             long rows = hidden.shape[0];
             Tensor gradHidden = zeros_like(hidden), gradWeight = zeros_like(weight);
-            double total = 0;
+            // Summed on the device: no host read per chunk.
+            Tensor total = zeros(1, dtype: ScalarType.Float64, device: hidden.device);
             using (enable_grad())
             {
                 Tensor weightLeaf = weight.detach().requires_grad_();
@@ -135,16 +136,23 @@ public sealed class FusedLinearDistillationLoss : nn.Module
                     IList<Tensor> grads = autograd.grad([chunkLoss], [h, weightLeaf], null, false, false, true);
                     gradHidden.narrow(0, start, count).copy_(grads[0]);
                     gradWeight.add_(grads[1]);
-                    total += chunkLoss.detach().to(ScalarType.Float64).item<double>();
+                    total.add_(chunkLoss.detach().to(ScalarType.Float64));
                 }
                 weightLeaf.Dispose();
             }
-            long kept = inputs.Labels is null ? rows : inputs.Labels.ne(loss._divergence.IgnoreIndex).sum().item<long>();
-            double scale = kept == 0 ? 0 : 1.0 / kept;
-            gradHidden.mul_(scale);
-            gradWeight.mul_(scale);
+            // Mean over kept rows; with none kept every sum is 0, so dividing by max(kept, 1) gives 0.
+            Tensor kept = inputs.Labels is null
+                ? tensor((double)rows, dtype: ScalarType.Float64, device: hidden.device)
+                : inputs.Labels.ne(loss._divergence.IgnoreIndex).sum().to(ScalarType.Float64).clamp_min(1);
+            Tensor scale = kept.reciprocal();
+            gradHidden.mul_(scale.to(hidden.dtype));
+            gradWeight.mul_(scale.to(weight.dtype));
             ctx.save_for_backward([gradHidden, gradWeight]);
-            return tensor(total * scale, dtype: hidden.dtype, device: hidden.device);
+            Tensor value = total.mul(scale).to(hidden.dtype).reshape([]);
+            total.Dispose();
+            kept.Dispose();
+            scale.Dispose();
+            return value;
         }
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
