@@ -18,9 +18,8 @@ internal static class LlamaExporter
         int heads = config.Heads, kvHeads = config.EffectiveKeyValueHeads, headWidth = config.EffectiveHeadWidth, groups = heads / kvHeads;
         long context = config.ContextLength;
 
-        string shape = g.Node("Shape", "ids_shape", [ids]);
-        string length = g.Node("Gather", "sequence_length", [shape, g.Longs("index_1", 1)], Int("axis", 0)); // [1]
-        string zero1 = g.Longs("zero_1", 0), axis0 = g.Longs("axis_0", 0), zeros2 = g.Longs("zeros_2", 0, 0), axes01 = g.Longs("axes_01", 0, 1);
+        string length = GptExporter.SequenceLength(g, ids);
+        string zero1 = g.Longs("zero_1", 0), axis0 = g.Longs("axis_0", 0);
 
         // Rotary tables for every position of the context, [C, d], sliced to [S, d].
         (Tensor cos, Tensor sin) = RotaryTables(context, headWidth, config.RopeTheta);
@@ -28,14 +27,13 @@ internal static class LlamaExporter
         string sinS = g.Node("Slice", "rope_sin", [g.Weight("rope_sin_full", sin), zero1, length, axis0]);
         Tensor allowed = ones(context, context, dtype: ScalarType.Bool).tril();
         if (config.SlidingWindow is { } window) allowed = allowed.logical_and(ones(context, context, dtype: ScalarType.Bool).triu(1 - window));
-        Tensor additive = zeros(context, context).masked_fill(allowed.logical_not(), float.MinValue);
-        string ends = g.Node("Concat", "mask_ends", [length, length], Int("axis", 0));
-        string mask = g.Node("Slice", "causal_mask", [g.Weight("causal_mask_full", additive), zeros2, ends, axes01]);
+        string mask = GptExporter.SlicedMask(g, allowed, length);
         string scale = g.Scalar("attention_scale", (float)(1.0 / Math.Sqrt(headWidth)));
         string half = g.Longs("half", headWidth / 2), full = g.Longs("full", headWidth), lastAxis = g.Longs("last_axis", -1);
 
         string x = g.Node("Gather", "embeddings", [g.Weight("token_embedding.weight", w["token_embedding.weight"]), ids], Int("axis", 0));
         var hidden = new List<(string, string)>();
+        if (hiddenStates) hidden.Add(("hidden.0", x));
         for (int i = 0; i < config.Layers; i++)
         {
             string p = $"blocks.{i}.";
@@ -83,6 +81,7 @@ internal static class LlamaExporter
             if (hiddenStates) hidden.Add(($"hidden.{i + 1}", x));
         }
         string last = RmsNorm(g, "final_norm", x, w["final_norm.weight"], config.LayerNormEpsilon);
+        if (config.HiddenStates == HiddenStateConvention.HuggingFace && hidden.Count > 1) hidden[^1] = (hidden[^1].Item1, last);
         Tensor head = config.TieEmbeddings ? w["token_embedding.weight"] : w["lm_head.weight"];
         return (g.Node("MatMul", "logits", [last, g.Weight("lm_head.weight_t", head.t())]), hidden);
     }

@@ -23,7 +23,8 @@ public static class OnnxExport
     /// <summary>
     /// Exports a <see cref="GptModel"/>: input <c>input_ids</c> (int64 <c>[batch, sequence]</c>, both dynamic), output
     /// <c>logits</c> <c>[batch, sequence, V]</c>, causal attention (pad on the right; no attention-mask input), and with
-    /// <paramref name="hiddenStates"/> every block's output as <c>hidden.1</c> … <c>hidden.L</c>.
+    /// <paramref name="hiddenStates"/> the hidden states as <c>hidden.0</c> (embeddings) … <c>hidden.L</c>, indexed as
+    /// <c>ModelOutput.HiddenStates</c> (and following the model's <c>HiddenStateConvention</c> for the last).
     /// </summary>
     public static void Export(GptModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
     {
@@ -42,17 +43,35 @@ public static class OnnxExport
         ExportDecoder(path, options, (graph, input) => LlamaExporter.Emit(graph, model, input, hiddenStates));
     }
 
+    /// <summary>
+    /// Exports a <see cref="BertModel"/> with Hugging Face's BERT inputs: <c>input_ids</c>, <c>attention_mask</c> (1 = real
+    /// token, 0 = padding; padded keys receive no attention) and <c>token_type_ids</c>, each int64 <c>[batch, sequence]</c>
+    /// with dynamic axes. The output <c>logits</c> is the configured head's: <c>[batch, labels]</c> for sequence
+    /// classification, <c>[batch, sequence, V]</c> for masked LM, the last hidden state for no head. With
+    /// <paramref name="hiddenStates"/>, <c>hidden.0</c> (the normed embeddings) … <c>hidden.L</c>.
+    /// </summary>
+    public static void Export(BertModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ExportTokenModel(path, options, ["attention_mask", "token_type_ids"],
+            (graph, inputs) => BertExporter.Emit(graph, model, inputs[0], inputs[1], inputs[2], hiddenStates));
+    }
+
     /// <summary>A decoder graph: int64 token ids [batch, sequence] in, logits and optional hidden states out.</summary>
-    private static void ExportDecoder(string path, OnnxExportOptions? options, Func<OnnxGraph, string, (string Logits, List<(string Name, string Value)> Hidden)> emit)
+    private static void ExportDecoder(string path, OnnxExportOptions? options, Func<OnnxGraph, string, (string Logits, List<(string Name, string Value)> Hidden)> emit) =>
+        ExportTokenModel(path, options, [], (graph, inputs) => emit(graph, inputs[0]));
+
+    /// <summary>A graph over int64 [batch, sequence] inputs (the token ids first, then <paramref name="otherInputs"/>) with logits and optional hidden states out.</summary>
+    private static void ExportTokenModel(string path, OnnxExportOptions? options, string[] otherInputs, Func<OnnxGraph, string[], (string Logits, List<(string Name, string Value)> Hidden)> emit)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
         options.Validate();
         var graph = new OnnxGraph();
-        string input = graph.Fresh(options.InputName);
-        graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
+        string[] inputs = [graph.Fresh(options.InputName), .. otherInputs.Select(graph.Fresh)];
+        foreach (string input in inputs) graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
         (string logits, List<(string Name, string Value)> hidden) result;
-        using (no_grad()) result = emit(graph, input);
+        using (no_grad()) result = emit(graph, inputs);
         AddOutput(graph, result.logits, options.OutputName);
         foreach ((string name, string value) in result.hidden) AddOutput(graph, value, name);
         Write(graph, options, path);
