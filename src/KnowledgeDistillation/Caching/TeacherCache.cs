@@ -8,7 +8,8 @@ namespace KnowledgeDistillation.Caching;
 /// A teacher's outputs computed once and stored on disk (<see cref="TeacherCacheWriter"/>), memory-mapped and read
 /// back by example index, so later epochs train the student without running the teacher. Each row holds the
 /// teacher's k most probable classes at the cache's temperature plus a tail bucket with the remaining mass, as
-/// float16: 4k + 2 bytes per row for vocabularies up to 65,536 classes, instead of 4·C for float32 logits.
+/// float16: 4k + 2 bytes per row for vocabularies up to 65,536 classes, instead of 4·C for float32 logits. A values
+/// cache (<see cref="Content"/>) holds the outputs themselves instead, for teachers whose output is an embedding.
 /// Several shard files (written independently, e.g. by different machines) open as one cache whose example
 /// indices run through the shards in the order given. Thread-safe for concurrent reads.
 /// </summary>
@@ -43,8 +44,8 @@ public sealed class TeacherCache : IDisposable
                 if (h with { Examples = 0 } != first with { Examples = 0 })
                 {
                     throw new InvalidDataException(
-                        $"Shard {path} (k {h.K}, T {h.Temperature}, {h.RowsPerExample} rows of {h.Classes} classes) does not match {paths[0]} " +
-                        $"(k {first.K}, T {first.Temperature}, {first.RowsPerExample} rows of {first.Classes} classes).");
+                        $"Shard {path} ({h.Content}, k {h.K}, T {h.Temperature}, {h.RowsPerExample} rows of {h.Classes} classes) does not match {paths[0]} " +
+                        $"({first.Content}, k {first.K}, T {first.Temperature}, {first.RowsPerExample} rows of {first.Classes} classes).");
                 }
                 start += h.Examples;
             }
@@ -72,6 +73,9 @@ public sealed class TeacherCache : IDisposable
     /// <summary>The temperature of the stored probabilities.</summary>
     public double Temperature => _shape.Temperature;
 
+    /// <summary>What the cache stores: top-k probabilities, or the outputs themselves (a values cache).</summary>
+    public TeacherCacheContent Content => _shape.Content;
+
     /// <summary>Bytes stored per row (token), to compare with 4·C for float32 logits.</summary>
     public long BytesPerRow => _shape.BytesPerExample / _shape.RowsPerExample;
 
@@ -80,7 +84,87 @@ public sealed class TeacherCache : IDisposable
     /// caches, <c>[n, k + 1]</c> and <c>[n, k]</c> for classification caches, on <paramref name="device"/> (default CPU).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">An index is outside [0, <see cref="Examples"/>).</exception>
+    /// <exception cref="InvalidOperationException">The cache is a values cache; read it with <see cref="ReadValues"/>.</exception>
     public TopKTargets Read(Tensor exampleIndices, Device? device = null)
+    {
+        if (Content != TeacherCacheContent.TopKProbabilities)
+        {
+            throw new InvalidOperationException($"This cache stores the teacher's outputs themselves ({Content}), not top-k probabilities; read it with ReadValues.");
+        }
+        using var scope = NewDisposeScope();
+        (long[] indices, byte[] values, byte[] classIds) = ReadBlocks(exampleIndices);
+        long[] leading = _shape.Rank == 3 ? [indices.Length, _shape.RowsPerExample] : [indices.Length];
+        Tensor probabilities = empty([.. leading, _shape.K + 1], ScalarType.Float16);
+        probabilities.bytes = values;
+        Tensor ids = empty([.. leading, _shape.K], _shape.IndexBytes == 2 ? ScalarType.Int16 : ScalarType.Int32);
+        ids.bytes = classIds;
+        Tensor classes = _shape.IndexBytes == 2 ? ids.to(ScalarType.Int64).bitwise_and(0xFFFF) : ids.to(ScalarType.Int64);
+        Device target = device ?? CPU;
+        return new TopKTargets(
+            probabilities.to(ScalarType.Float32).to(target).MoveToOuterDisposeScope(), classes.to(target).MoveToOuterDisposeScope(), _shape.Temperature);
+    }
+
+    /// <summary>
+    /// The stored outputs of the given examples from a values cache (<see cref="TeacherCacheWriter.ForValues"/>), as
+    /// float32: <c>[n, C]</c>, or <c>[n, S, C]</c> for a sequence cache, on <paramref name="device"/> (default CPU).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The cache holds top-k probabilities; read it with <see cref="Read"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An index is outside [0, <see cref="Examples"/>).</exception>
+    public Tensor ReadValues(Tensor exampleIndices, Device? device = null)
+    {
+        if (Content == TeacherCacheContent.TopKProbabilities)
+        {
+            throw new InvalidOperationException("This cache stores top-k probabilities, not the teacher's outputs; read it with Read.");
+        }
+        using var scope = NewDisposeScope();
+        (long[] indices, byte[] values, _) = ReadBlocks(exampleIndices);
+        long[] leading = _shape.Rank == 3 ? [indices.Length, _shape.RowsPerExample] : [indices.Length];
+        Tensor stored = empty([.. leading, _shape.Classes], Content == TeacherCacheContent.Float32Values ? ScalarType.Float32 : ScalarType.Float16);
+        stored.bytes = values;
+        return stored.to(ScalarType.Float32).to(device ?? CPU).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Joins shard files (each a complete cache of a contiguous range, e.g. written by <see cref="TeacherCacheShard"/>
+    /// processes) into one cache file at <paramref name="destination"/>, in the order given. The result is byte for
+    /// byte the file one process would have written for the same outputs. The destination appears only when complete.
+    /// </summary>
+    /// <returns>The merged cache's path.</returns>
+    /// <exception cref="FileNotFoundException">A shard is missing.</exception>
+    /// <exception cref="InvalidDataException">A shard is incomplete or damaged, or the shards disagree on their layout.</exception>
+    public static string Merge(string destination, IReadOnlyList<string> shards)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(destination);
+        ArgumentNullException.ThrowIfNull(shards);
+        if (shards.Count == 0) throw new ArgumentException("Give at least one shard file.", nameof(shards));
+        TeacherCacheHeader merged;
+        using (TeacherCache check = Open([.. shards])) merged = check._shape with { Examples = check.Examples };
+
+        string target = Path.GetFullPath(destination), partial = target + ".partial";
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        try
+        {
+            using (var output = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                output.Write(merged.ToBytes());
+                foreach (string shard in shards)
+                {
+                    using FileStream input = File.OpenRead(shard);
+                    input.Position = TeacherCacheHeader.Size;
+                    input.CopyTo(output);
+                }
+                output.Flush(flushToDisk: true);
+            }
+            File.Move(partial, target, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(partial)) File.Delete(partial);
+        }
+        return target;
+    }
+
+    private (long[] Indices, byte[] Values, byte[] ClassIds) ReadBlocks(Tensor exampleIndices)
     {
         ArgumentNullException.ThrowIfNull(exampleIndices);
         if (!is_integral(exampleIndices.dtype) || exampleIndices.dtype == ScalarType.Bool || exampleIndices.dim() != 1)
@@ -88,7 +172,6 @@ public sealed class TeacherCache : IDisposable
             throw new ArgumentException(
                 $"exampleIndices must be a [n] integer tensor of example positions; got {exampleIndices.dtype} with shape {Shapes.Describe(exampleIndices.shape)}.", nameof(exampleIndices));
         }
-        using var scope = NewDisposeScope();
         long[] indices = exampleIndices.to(ScalarType.Int64).cpu().data<long>().ToArray();
         long valueBlock = _shape.ValueBytesPerExample, indexBlock = _shape.IndexBytesPerExample;
         var values = new byte[indices.Length * valueBlock];
@@ -103,18 +186,9 @@ public sealed class TeacherCache : IDisposable
             Shard shard = ShardOf(example);
             long offset = TeacherCacheHeader.Size + (example - shard.Start) * _shape.BytesPerExample;
             shard.View.ReadArray(offset, values, (int)(i * valueBlock), (int)valueBlock);
-            shard.View.ReadArray(offset + valueBlock, classIds, (int)(i * indexBlock), (int)indexBlock);
+            if (indexBlock > 0) shard.View.ReadArray(offset + valueBlock, classIds, (int)(i * indexBlock), (int)indexBlock);
         }
-
-        long[] leading = _shape.Rank == 3 ? [indices.Length, _shape.RowsPerExample] : [indices.Length];
-        Tensor probabilities = empty([.. leading, _shape.K + 1], ScalarType.Float16);
-        probabilities.bytes = values;
-        Tensor ids = empty([.. leading, _shape.K], _shape.IndexBytes == 2 ? ScalarType.Int16 : ScalarType.Int32);
-        ids.bytes = classIds;
-        Tensor classes = _shape.IndexBytes == 2 ? ids.to(ScalarType.Int64).bitwise_and(0xFFFF) : ids.to(ScalarType.Int64);
-        Device target = device ?? CPU;
-        return new TopKTargets(
-            probabilities.to(ScalarType.Float32).to(target).MoveToOuterDisposeScope(), classes.to(target).MoveToOuterDisposeScope(), _shape.Temperature);
+        return (indices, values, classIds);
     }
 
     /// <summary>Unmaps every shard.</summary>
