@@ -3,14 +3,20 @@ using static TorchSharp.torch;
 
 namespace FashionMnist;
 
-/// <summary>Fashion-MNIST from its IDX files (gzipped or not), standardised with the training set's mean and deviation.</summary>
+/// <summary>Fashion-MNIST from its IDX files (gzipped or not), standardised with the training set's mean and deviation unless asked for raw pixels.</summary>
 internal sealed record FashionMnistData(Tensor TrainImages, Tensor TrainLabels, Tensor TestImages, Tensor TestLabels)
 {
     public const string DebianFolder = "/usr/share/datasets/fashion-mnist";
 
-    public static FashionMnistData Load(string folder)
+    /// <param name="folder">The folder with the four IDX files.</param>
+    /// <param name="standardize">Standardise the pixels; false keeps them in [0, 1] (for a teacher with its own preprocessing).</param>
+    public static FashionMnistData Load(string folder, bool standardize = true)
     {
         Tensor trainImages = Images(Find(folder, "train-images-idx3-ubyte")), testImages = Images(Find(folder, "t10k-images-idx3-ubyte"));
+        if (!standardize)
+        {
+            return new FashionMnistData(trainImages, Labels(Find(folder, "train-labels-idx1-ubyte")), testImages, Labels(Find(folder, "t10k-labels-idx1-ubyte")));
+        }
         float mean = trainImages.mean().item<float>(), deviation = trainImages.std().item<float>();
         return new FashionMnistData(
             ((trainImages - mean) / deviation).DetachFromDisposeScope(), Labels(Find(folder, "train-labels-idx1-ubyte")),

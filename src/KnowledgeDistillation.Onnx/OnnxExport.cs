@@ -14,12 +14,6 @@ namespace KnowledgeDistillation.Onnx;
 /// </summary>
 public static class OnnxExport
 {
-    private static void AddOutput(OnnxGraph graph, string value, string name)
-    {
-        graph.Graph.Node.Add(new NodeProto { OpType = "Identity", Name = graph.Fresh("node_" + name), Input = { value }, Output = { graph.Fresh(name) } });
-        graph.Graph.Output.Add(OnnxGraph.Value(name, TensorProto.Types.DataType.Float, null, []));
-    }
-
     /// <summary>
     /// Exports a <see cref="GptModel"/>: input <c>input_ids</c> (int64 <c>[batch, sequence]</c>, both dynamic), output
     /// <c>logits</c> <c>[batch, sequence, V]</c>, causal attention (pad on the right; no attention-mask input), and with
@@ -29,7 +23,7 @@ public static class OnnxExport
     public static void Export(GptModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ExportDecoder(path, options, (graph, input) => GptExporter.Emit(graph, model, input, hiddenStates));
+        ExportDecoder(path, options, hiddenStates ? model.Config.Layers : null, (graph, input) => GptExporter.Emit(graph, model, input, hiddenStates));
     }
 
     /// <summary>
@@ -40,7 +34,7 @@ public static class OnnxExport
     public static void Export(LlamaModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ExportDecoder(path, options, (graph, input) => LlamaExporter.Emit(graph, model, input, hiddenStates));
+        ExportDecoder(path, options, hiddenStates ? model.Config.Layers : null, (graph, input) => LlamaExporter.Emit(graph, model, input, hiddenStates));
     }
 
     /// <summary>
@@ -53,27 +47,31 @@ public static class OnnxExport
     public static void Export(BertModel model, string path, bool hiddenStates = false, OnnxExportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ExportTokenModel(path, options, ["attention_mask", "token_type_ids"],
+        ExportTokenModel(path, options, ["attention_mask", "token_type_ids"], hiddenStates ? model.Config.Layers : null,
             (graph, inputs) => BertExporter.Emit(graph, model, inputs[0], inputs[1], inputs[2], hiddenStates));
     }
 
     /// <summary>A decoder graph: int64 token ids [batch, sequence] in, logits and optional hidden states out.</summary>
-    private static void ExportDecoder(string path, OnnxExportOptions? options, Func<OnnxGraph, string, (string Logits, List<(string Name, string Value)> Hidden)> emit) =>
-        ExportTokenModel(path, options, [], (graph, inputs) => emit(graph, inputs[0]));
+    private static void ExportDecoder(string path, OnnxExportOptions? options, int? layers, Func<OnnxGraph, string, (string Logits, List<(string Name, string Value)> Hidden)> emit) =>
+        ExportTokenModel(path, options, [], layers, (graph, inputs) => emit(graph, inputs[0]));
 
-    /// <summary>A graph over int64 [batch, sequence] inputs (the token ids first, then <paramref name="otherInputs"/>) with logits and optional hidden states out.</summary>
-    private static void ExportTokenModel(string path, OnnxExportOptions? options, string[] otherInputs, Func<OnnxGraph, string[], (string Logits, List<(string Name, string Value)> Hidden)> emit)
+    /// <summary>
+    /// A graph over int64 [batch, sequence] inputs (the token ids first, then <paramref name="otherInputs"/>) with logits
+    /// out, and hidden.0 … hidden.<paramref name="layers"/> when <paramref name="layers"/> is given.
+    /// </summary>
+    private static void ExportTokenModel(string path, OnnxExportOptions? options, string[] otherInputs, int? layers,
+        Func<OnnxGraph, string[], (string Logits, List<(string Name, string Value)> Hidden)> emit)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
         options.Validate();
-        var graph = new OnnxGraph();
-        string[] inputs = [graph.Fresh(options.InputName), .. otherInputs.Select(graph.Fresh)];
-        foreach (string input in inputs) graph.Graph.Input.Add(OnnxGraph.Value(input, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]));
+        string[] hiddenNames = layers is int count ? [.. Enumerable.Range(0, count + 1).Select(i => $"hidden.{i}")] : [];
+        var graph = new OnnxGraph([options.InputName, .. otherInputs, options.OutputName, .. hiddenNames]);
+        string[] inputs = [.. new[] { options.InputName }.Concat(otherInputs).Select(name => graph.Input(name, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]))];
         (string logits, List<(string Name, string Value)> hidden) result;
         using (no_grad()) result = emit(graph, inputs);
-        AddOutput(graph, result.logits, options.OutputName);
-        foreach ((string name, string value) in result.hidden) AddOutput(graph, value, name);
+        graph.Output(result.logits, options.OutputName);
+        foreach ((string name, string value) in result.hidden) graph.Output(value, name);
         Write(graph, options, path);
     }
 
@@ -109,10 +107,9 @@ public static class OnnxExport
             _ => throw new ArgumentException($"inputType must be Float32 or Int64; got {inputType}.", nameof(inputType)),
         };
 
-        var graph = new OnnxGraph();
-        string input = graph.Fresh(options.InputName);
+        var graph = new OnnxGraph([options.InputName, options.OutputName, .. options.HiddenStateLayers.Select(layer => "hidden." + layer)]);
         string[] dimensionNames = inputShape.Select((_, i) => i == 0 ? "batch" : $"dim_{i}").ToArray();
-        graph.Graph.Input.Add(OnnxGraph.Value(input, elementType, inputShape, dimensionNames));
+        string input = graph.Input(options.InputName, elementType, inputShape, dimensionNames);
         var taps = options.HiddenStateLayers.ToDictionary(p => p, _ => (string?)null, StringComparer.Ordinal);
         string last;
         using (no_grad())
@@ -125,8 +122,8 @@ public static class OnnxExport
             string known = string.Join(", ", model.named_modules().Select(m => m.name).Where(n => n.Length > 0).Take(30));
             throw new ArgumentException($"HiddenStateLayers names \"{missing}\", which is not a layer of the model; its layers are: {known}.", nameof(options));
         }
-        AddOutput(graph, last, options.OutputName);
-        foreach (string layer in options.HiddenStateLayers) AddOutput(graph, taps[layer]!, "hidden." + layer);
+        graph.Output(last, options.OutputName);
+        foreach (string layer in options.HiddenStateLayers) graph.Output(taps[layer]!, "hidden." + layer);
         Write(graph, options, path);
     }
 

@@ -27,5 +27,8 @@ public sealed record OnnxExportOptions
         if (Opset < 17) throw new ArgumentException($"{nameof(Opset)} must be 17 or later; got {Opset}.", nameof(Opset));
         if (string.IsNullOrWhiteSpace(InputName)) throw new ArgumentException($"{nameof(InputName)} must not be empty.", nameof(InputName));
         if (string.IsNullOrWhiteSpace(OutputName)) throw new ArgumentException($"{nameof(OutputName)} must not be empty.", nameof(OutputName));
+        if (InputName == OutputName) throw new ArgumentException($"{nameof(InputName)} and {nameof(OutputName)} must differ; both are \"{InputName}\".", nameof(OutputName));
+        string? repeated = HiddenStateLayers.GroupBy(l => l, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1)?.Key;
+        if (repeated is not null) throw new ArgumentException($"{nameof(HiddenStateLayers)} lists \"{repeated}\" more than once.", nameof(HiddenStateLayers));
     }
 }

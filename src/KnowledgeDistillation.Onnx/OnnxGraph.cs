@@ -5,19 +5,56 @@ using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Onnx;
 
-/// <summary>Builds one ONNX graph: weights as initializers, nodes with fresh value names, typed inputs and outputs.</summary>
+/// <summary>
+/// Builds one ONNX graph: weights as initializers, nodes with fresh value names, typed inputs and outputs. The graph's
+/// input and output names are reserved when it is created, so no internal value (a layer that happens to be called
+/// "output", say) can take a name the caller asked for.
+/// </summary>
 internal sealed class OnnxGraph
 {
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _reserved;
+
+    /// <summary>Starts a graph whose inputs and outputs will carry exactly <paramref name="interfaceNames"/>.</summary>
+    public OnnxGraph(IEnumerable<string> interfaceNames)
+    {
+        _reserved = new HashSet<string>(StringComparer.Ordinal);
+        foreach (string name in interfaceNames)
+        {
+            if (!_reserved.Add(name)) throw new ArgumentException($"The graph's inputs and outputs must have distinct names; \"{name}\" is used twice.", nameof(interfaceNames));
+        }
+    }
 
     public GraphProto Graph { get; } = new() { Name = "graph" };
 
-    /// <summary>A value name not used yet, derived from <paramref name="hint"/>.</summary>
+    /// <summary>A value name not used yet and not reserved for an input or output, derived from <paramref name="hint"/>.</summary>
     public string Fresh(string hint)
     {
         string name = hint;
-        for (int i = 1; !_names.Add(name); i++) name = $"{hint}_{i}";
+        for (int i = 1; _reserved.Contains(name) || !_names.Add(name); i++) name = $"{hint}_{i}";
         return name;
+    }
+
+    /// <summary>Declares the graph input <paramref name="name"/> (a reserved name) and returns it.</summary>
+    public string Input(string name, TensorProto.Types.DataType type, long[] shape, string[] dimensionNames)
+    {
+        Claim(name);
+        Graph.Input.Add(Value(name, type, shape, dimensionNames));
+        return name;
+    }
+
+    /// <summary>Makes <paramref name="value"/> the float32 graph output <paramref name="name"/> (a reserved name).</summary>
+    public void Output(string value, string name)
+    {
+        Claim(name);
+        Graph.Node.Add(new NodeProto { OpType = "Identity", Name = Fresh("node_" + name), Input = { value }, Output = { name } });
+        Graph.Output.Add(Value(name, TensorProto.Types.DataType.Float, null, []));
+    }
+
+    private void Claim(string name)
+    {
+        if (!_reserved.Contains(name)) throw new InvalidOperationException($"\"{name}\" was not reserved as an input or output of this graph.");
+        if (!_names.Add(name)) throw new InvalidOperationException($"\"{name}\" is already an input or output of this graph.");
     }
 
     /// <summary>Adds <paramref name="tensor"/> (copied to the CPU) as an initializer and returns its name.</summary>

@@ -26,13 +26,13 @@ public class SequentialExportTests
         return (output.ToArray(), output.Dimensions.ToArray().Select(d => (long)d).ToArray());
     }
 
-    private static void ShouldMatch(nn.Module model, Func<long, Tensor> input, long[] inputShape, ScalarType inputType = ScalarType.Float32)
+    private static void ShouldMatch(nn.Module model, Func<long, Tensor> input, long[] inputShape, ScalarType inputType = ScalarType.Float32, OnnxExportOptions? options = null)
     {
         string path = TempFile();
         try
         {
             model.eval();
-            OnnxExport.Export(model, inputShape, path, inputType);
+            OnnxExport.Export(model, inputShape, path, inputType, options);
             foreach (long batch in new long[] { 1, 3, 8 })
             {
                 using var scope = NewDisposeScope();
@@ -73,6 +73,21 @@ public class SequentialExportTests
         model.train();
         using (no_grad()) for (int i = 0; i < 5; i++) model.call(randn(16, 1, 28, 28) * 2 + 0.5);
         ShouldMatch(model, b => randn(b, 1, 28, 28), [-1, 1, 28, 28]);
+    }
+
+    [Fact]
+    public void Layers_named_like_the_graph_input_or_output_do_not_take_those_names()
+    {
+        // A last layer called "embedding" once claimed that value name for its bias-free product, so the graph output
+        // "embedding" skipped the bias: the names of the graph's inputs and outputs are reserved before any layer is written.
+        manual_seed(4);
+        var model = nn.Sequential(("input", nn.Linear(6, 8)), ("image", nn.ReLU()), ("embedding", nn.Linear(8, 5)), ("output", nn.Linear(5, 3)));
+        using (no_grad()) foreach (var p in model.parameters()) p.add_(0.5);
+        ShouldMatch(model, b => randn(b, 6), [-1, 6]);
+        ShouldMatch(nn.Sequential(("image", nn.Linear(6, 8)), ("embedding", nn.Linear(8, 5))), b => randn(b, 6), [-1, 6],
+            options: new OnnxExportOptions { InputName = "image", OutputName = "embedding" });
+        FluentActions.Invoking(() => OnnxExport.Export(model, [-1, 6], TempFile(), options: new OnnxExportOptions { InputName = "x", OutputName = "x" }))
+            .Should().Throw<ArgumentException>().WithMessage("*InputName and OutputName must differ*");
     }
 
     [Fact]
