@@ -56,7 +56,7 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         Tensor keep = RowMask.Resolve(studentLogits.shape[..^1], studentLogits.device, mask, labels, IgnoreIndex)!;
         // Any integer label type is accepted: libtorch's NLL and gather need int64 indices.
         Tensor safeLabels = where(keep, labels.to(ScalarType.Int64, studentLogits.device), zeros(1, dtype: ScalarType.Int64, device: studentLogits.device));
-        if (labels.device_type == DeviceType.CPU) RequireLabelsInRange(labels, keep, classes);
+        if (labels.device_type == DeviceType.CPU) LossInputs.RequireLabelsInRange(labels, keep, classes, IgnoreIndex);
 
         ScalarType type = LossInputs.ComputeType(studentLogits);
         Tensor logits = RowMask.ZeroDropped(studentLogits.to(type), keep, 1);
@@ -73,16 +73,5 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
             / available.sum(-1).to(type).clamp_min(1);
         Tensor perRow = nllPerRow * (1 - LabelSmoothing) - meanLogProb * LabelSmoothing;
         return RowMask.Reduce(perRow, keep, Reduction).MoveToOuterDisposeScope();
-    }
-
-    private void RequireLabelsInRange(Tensor labels, Tensor keep, long classes)
-    {
-        Tensor bad = keep.logical_and(labels.lt(0).logical_or(labels.ge(classes)));
-        if (bad.any().item<bool>())
-        {
-            long value = labels.masked_select(bad)[0].to(ScalarType.Int64).item<long>();
-            throw new ArgumentException(
-                $"labels must be class indices in [0, {classes}) or the ignore index {IgnoreIndex}; found {value}.", nameof(labels));
-        }
     }
 }

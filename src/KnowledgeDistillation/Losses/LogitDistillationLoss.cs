@@ -58,6 +58,12 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>Whether the loss is multiplied by T².</summary>
     public bool ScaleByTemperatureSquared { get; set; }
 
+    /// <summary>
+    /// Standardise each row of both models' logits before the temperature (<see cref="LogitStandardization"/>, Sun et
+    /// al. 2024): softmax((z − mean z) / ((std z + ε) · T)). Off by default. Rows must then be finite (no −inf logits).
+    /// </summary>
+    public bool StandardizeLogits { get; set; }
+
     /// <summary>How per-row divergences become the loss (default: mean over kept rows).</summary>
     public RowReduction Reduction
     {
@@ -166,11 +172,13 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     protected static Tensor KullbackLeibler(Tensor logP, Tensor logQ) => logP.exp().mul(logP - logQ).sum(-1);
 
     /// <summary>
-    /// log softmax(z / T), with -inf (a class of zero probability) replaced by the lowest finite value so that
-    /// p · (log p − log q) evaluates to 0 · finite = 0 there instead of 0 · ∞ = NaN, in value and in gradient.
+    /// log softmax(z / T) (of the standardised logits when <see cref="StandardizeLogits"/>), with -inf (a class of zero
+    /// probability) replaced by the lowest finite value so that p · (log p − log q) evaluates to 0 · finite = 0 there
+    /// instead of 0 · ∞ = NaN, in value and in gradient.
     /// </summary>
-    private static Tensor SoftenedLogProbabilities(Tensor logits, double temperature)
+    private Tensor SoftenedLogProbabilities(Tensor logits, double temperature)
     {
+        if (StandardizeLogits) logits = LogitStandardization.Apply(logits);
         Tensor scaled = temperature == 1.0 ? logits : logits / temperature;
         return scaled.log_softmax(-1).clamp_min(finfo(logits.dtype).min);
     }

@@ -82,4 +82,16 @@ internal static class LossInputs
 
     /// <summary>The dtype loss math runs in: float64 stays float64, everything else (bf16, fp16, fp32) becomes float32.</summary>
     public static ScalarType ComputeType(Tensor tensor) => tensor.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+
+    /// <summary>Throws when a kept row's label is outside [0, <paramref name="classes"/>); reads one value back to the host, so callers do it for CPU labels only.</summary>
+    public static void RequireLabelsInRange(Tensor labels, Tensor keep, long classes, long ignoreIndex)
+    {
+        Tensor bad = keep.logical_and(labels.lt(0).logical_or(labels.ge(classes)));
+        if (bad.any().item<bool>())
+        {
+            long value = labels.masked_select(bad)[0].to(ScalarType.Int64).item<long>();
+            throw new ArgumentException(
+                $"labels must be class indices in [0, {classes}) or the ignore index {ignoreIndex}; found {value}.", "labels");
+        }
+    }
 }
