@@ -39,9 +39,66 @@ public sealed class DistillationObjectiveBuilder
         return this;
     }
 
-    /// <summary>Soft targets: <see cref="SoftTargetKLLoss"/> between the student and the (averaged) teachers, rows masked by labels and mask.</summary>
-    public DistillationObjectiveBuilder SoftTargets(Schedule weight, Schedule? temperature = null, bool scaleByTemperatureSquared = true, string name = "soft") =>
-        Divergence(name, weight, temperature ?? 2.0, () => (new SoftTargetKLLoss(2.0, scaleByTemperatureSquared), null));
+    /// <summary>
+    /// Soft targets: <see cref="SoftTargetKLLoss"/> between the student and the (averaged) teachers, rows masked by labels
+    /// and mask; with <paramref name="standardizeLogits"/>, both models' logits are standardised per row first (Sun et al. 2024).
+    /// </summary>
+    public DistillationObjectiveBuilder SoftTargets(Schedule weight, Schedule? temperature = null, bool scaleByTemperatureSquared = true, string name = "soft", bool standardizeLogits = false) =>
+        Divergence(name, weight, temperature ?? 2.0, () => (new SoftTargetKLLoss(2.0, scaleByTemperatureSquared) { StandardizeLogits = standardizeLogits }, null));
+
+    /// <summary>
+    /// Decoupled KD (<see cref="DecoupledKDLoss"/>; Zhao et al. 2022): α · TCKD + β · NCKD at temperature T against the
+    /// (averaged) teachers, on the rows with labels. mdistiller ramps this term in over its first epochs: give
+    /// <paramref name="weight"/> a warm-up schedule for that.
+    /// </summary>
+    public DistillationObjectiveBuilder DecoupledKD(Schedule weight, double alpha = 1.0, double beta = 8.0, Schedule? temperature = null, bool standardizeLogits = false, string name = "dkd")
+    {
+        var probe = new DecoupledKDLoss(alpha, beta); // validates α and β now, not at Build()
+        Schedule t = temperature ?? 4.0;
+        RequireInRange(t, name, "temperature", double.Epsilon, double.PositiveInfinity);
+        return Add(teacherWeights =>
+        {
+            VocabularyAlignment? alignment = _alignment;
+            var loss = new DecoupledKDLoss(probe.Alpha, probe.Beta) { StandardizeLogits = standardizeLogits };
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                loss.Temperature = t.ValueAt(c.Step);
+                Tensor labels = c.Labels ?? throw new InvalidOperationException($"Term \"{name}\" (DKD) needs labels: it splits each row at its true class, but the batch has none.");
+                (Tensor student, Tensor teacher) = StudentAndTeacherLogits(name, alignment, c, teacherWeights, loss.Temperature);
+                return loss.forward(student, teacher, labels, RowMask(student, c));
+            }, loss) { NeedsTeacherLogits = true, Temperature = t };
+        });
+    }
+
+    /// <summary>
+    /// DIST (<see cref="DistLoss"/>; Huang et al. 2022): β · inter-class + γ · intra-class Pearson-correlation losses at
+    /// temperature T against the (averaged) teachers. A batch-level term: it needs several rows per batch.
+    /// </summary>
+    public DistillationObjectiveBuilder Dist(Schedule weight, double beta = 1.0, double gamma = 1.0, Schedule? temperature = null, bool standardizeLogits = false, string name = "dist")
+    {
+        var probe = new DistLoss(beta, gamma); // validates β and γ now
+        Schedule t = temperature ?? 1.0;
+        RequireInRange(t, name, "temperature", double.Epsilon, double.PositiveInfinity);
+        return Add(teacherWeights =>
+        {
+            VocabularyAlignment? alignment = _alignment;
+            var loss = new DistLoss(probe.Beta, probe.Gamma) { StandardizeLogits = standardizeLogits };
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                loss.Temperature = t.ValueAt(c.Step);
+                (Tensor student, Tensor teacher) = StudentAndTeacherLogits(name, alignment, c, teacherWeights, loss.Temperature);
+                return loss.forward(student, teacher, RowMask(student, c), c.Labels);
+            }, loss) { NeedsTeacherLogits = true, Temperature = t };
+        });
+    }
+
+    /// <summary>The student's logits and the teachers' (aligned, then averaged at temperature <paramref name="t"/>) for a term that needs full teacher logits.</summary>
+    private static (Tensor Student, Tensor Teacher) StudentAndTeacherLogits(string name, VocabularyAlignment? alignment, DistillationContext c, double[] teacherWeights, double t)
+    {
+        double[] w = teacherWeights.Length == c.Teachers.Count ? teacherWeights : Enumerable.Repeat(1.0, c.Teachers.Count).ToArray();
+        (Tensor student, Tensor[] teachers) = Aligned(name, alignment, c.Student.Logits, c.Teachers.Select(o => o.Logits).ToArray());
+        return (student, TeacherEnsemble.AverageSoftened(teachers, w, t));
+    }
 
     /// <summary>Reverse KL (<see cref="ReverseKLLoss"/>) against the (averaged) teachers.</summary>
     public DistillationObjectiveBuilder ReverseKL(Schedule weight, Schedule? temperature = null, string name = "reverse_kl") =>
@@ -171,10 +228,15 @@ public sealed class DistillationObjectiveBuilder
                 double t = temperature.ValueAt(c.Step);
                 loss.Temperature = t;
                 beforeStep?.Invoke(c.Step);
-                if (c.Teachers.Any(o => o.TopK is not null)) return FromCache(name, loss, topK, c, t);
-                double[] w = teacherWeights.Length == c.Teachers.Count ? teacherWeights : Enumerable.Repeat(1.0, c.Teachers.Count).ToArray();
-                (Tensor student, Tensor[] teachers) = Aligned(name, alignment, c.Student.Logits, c.Teachers.Select(o => o.Logits).ToArray());
-                Tensor teacherLogits = TeacherEnsemble.AverageSoftened(teachers, w, t);
+                if (c.Teachers.Any(o => o.TopK is not null))
+                {
+                    if (loss.StandardizeLogits)
+                    {
+                        throw new InvalidOperationException($"Term \"{name}\" standardises logits, but a teacher cache holds probabilities of unstandardised logits; use a running teacher.");
+                    }
+                    return FromCache(name, loss, topK, c, t);
+                }
+                (Tensor student, Tensor teacherLogits) = StudentAndTeacherLogits(name, alignment, c, teacherWeights, t);
                 return loss.forward(student, teacherLogits, RowMask(student, c), c.Labels);
             }, loss) { NeedsTeacherLogits = true, AcceptsTopKTargets = loss is SoftTargetKLLoss, Temperature = temperature };
         });

@@ -46,6 +46,31 @@ public class ObjectiveTests
     }
 
     [Fact]
+    public void DKD_DIST_and_standardised_soft_target_terms_compute_their_losses_with_the_scheduled_temperature()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(2);
+        Tensor s = randn(6, 5), t = randn(6, 5) * 3;
+        Tensor labels = tensor(new long[] { 0, 1, 2, 3, 4, -100 });
+        DistillationObjective objective = DistillationObjective.Create()
+            .DecoupledKD(1.0, alpha: 0.5, beta: 4.0, temperature: Schedule.Linear(4, 2, 4))
+            .Dist(1.0, beta: 2.0, gamma: 0.5, temperature: 3.0)
+            .SoftTargets(1.0, temperature: 2.0, standardizeLogits: true)
+            .Build();
+        ObjectiveResult result = objective.Compute(new DistillationContext([new ModelOutput(t)], new ModelOutput(s), labels, null, Step: 2));
+
+        result.Terms.Select(x => x.Name).Should().Equal("dkd", "dist", "soft");
+        result.Terms[0].Value.item<float>().Should().BeApproximately(new DecoupledKDLoss(0.5, 4.0, 3.0).forward(s, t, labels).item<float>(), 1e-6f, "T = 4 + (2 − 4)·2/4 = 3 at step 2");
+        result.Terms[1].Value.item<float>().Should().BeApproximately(new DistLoss(2.0, 0.5, 3.0).forward(s, t, null, labels).item<float>(), 1e-6f);
+        result.Terms[2].Value.item<float>().Should().BeApproximately(new SoftTargetKLLoss(2.0) { StandardizeLogits = true }.forward(s, t, null, labels).item<float>(), 1e-6f);
+
+        FluentActions.Invoking(() => DistillationObjective.Create().DecoupledKD(1.0).Build().Compute(new DistillationContext([new ModelOutput(t)], new ModelOutput(s), null, null, 0)))
+            .Should().Throw<InvalidOperationException>().WithMessage("*\"dkd\"*needs labels*");
+        FluentActions.Invoking(() => DistillationObjective.Create().DecoupledKD(1.0, beta: -1)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("beta");
+        FluentActions.Invoking(() => DistillationObjective.Create().Dist(1.0, temperature: 0.0)).Should().Throw<ArgumentException>().WithMessage("*dist*temperature*");
+    }
+
+    [Fact]
     public void Several_teachers_are_distilled_through_their_weighted_average_distribution()
     {
         using var scope = NewDisposeScope();
