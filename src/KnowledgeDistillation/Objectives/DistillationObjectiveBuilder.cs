@@ -184,6 +184,86 @@ public sealed class DistillationObjectiveBuilder
         });
     }
 
+    /// <summary>
+    /// Attention transfer (<see cref="AttentionTransferLoss"/>; Zagoruyko and Komodakis 2017) between captured CNN feature
+    /// maps <c>[N, C, H, W]</c>, averaged over the pairs (RepDistiller weights this term by 1000).
+    /// </summary>
+    public DistillationObjectiveBuilder AttentionTransfer(Schedule weight, IReadOnlyList<FeaturePair> pairs, double power = 2, int teacher = 0, string name = "attention_transfer")
+    {
+        _ = new AttentionTransferLoss(power); // validates p now
+        return Features(name, weight, pairs, teacher, _ => new AttentionTransferLoss(power), (loss, s, t, mask) => loss.forward(s, t, mask));
+    }
+
+    /// <summary>
+    /// A FitNets hint (<see cref="FeatureMapHintLoss"/>; Romero et al. 2015): a learned 1×1 regressor maps the student's
+    /// captured map <c>[N, Cs, H, W]</c> to the teacher's <c>[N, Ct, H, W]</c>, MSE between them. The regressor trains
+    /// with the student. (For hidden states <c>[N, D]</c>, use <see cref="HiddenStateMse"/> with a width-changing map.)
+    /// </summary>
+    public DistillationObjectiveBuilder FitNetsHint(Schedule weight, FeaturePair pair, long studentChannels, long teacherChannels, int teacher = 0, string name = "hint")
+    {
+        _ = new FeatureMapHintLoss(studentChannels, teacherChannels); // validates the channels now
+        return Features(name, weight, [pair], teacher, _ => new FeatureMapHintLoss(studentChannels, teacherChannels), (loss, s, t, mask) => loss.forward(s, t, mask));
+    }
+
+    /// <summary>RKD distance and angle (<see cref="RelationalKDLoss"/>; Park et al. 2019) between captured features, usually the penultimate embedding.</summary>
+    public DistillationObjectiveBuilder RelationalKD(Schedule weight, FeaturePair pair, double distanceWeight = 25, double angleWeight = 50, int teacher = 0, string name = "rkd")
+    {
+        _ = new RelationalKDLoss(distanceWeight, angleWeight);
+        return Features(name, weight, [pair], teacher, _ => new RelationalKDLoss(distanceWeight, angleWeight), (loss, s, t, mask) => loss.forward(s, t, mask));
+    }
+
+    /// <summary>Probabilistic knowledge transfer (<see cref="ProbabilisticKTLoss"/>; Passalis and Tefas 2018) between captured features.</summary>
+    public DistillationObjectiveBuilder ProbabilisticKT(Schedule weight, FeaturePair pair, int teacher = 0, string name = "pkt") =>
+        Features(name, weight, [pair], teacher, _ => new ProbabilisticKTLoss(), (loss, s, t, mask) => loss.forward(s, t, mask));
+
+    /// <summary>Similarity-preserving KD (<see cref="SimilarityPreservingLoss"/>; Tung and Mori 2019) between captured features, averaged over the pairs.</summary>
+    public DistillationObjectiveBuilder SimilarityPreserving(Schedule weight, IReadOnlyList<FeaturePair> pairs, int teacher = 0, string name = "similarity_preserving") =>
+        Features(name, weight, pairs, teacher, _ => new SimilarityPreservingLoss(), (loss, s, t, mask) => loss.forward(s, t, mask));
+
+    /// <summary>
+    /// A term over pairs of captured features (<c>ModelOutput.HiddenStates</c> of the student and of teacher
+    /// <paramref name="teacher"/>): one loss module per pair (holding any learned regressor), averaged over the pairs,
+    /// with the batch's per-example mask when it has one.
+    /// </summary>
+    private DistillationObjectiveBuilder Features<TLoss>(string name, Schedule weight, IReadOnlyList<FeaturePair> pairs, int teacher,
+        Func<FeaturePair, TLoss> create, Func<TLoss, Tensor, Tensor, Tensor?, Tensor> compute) where TLoss : nn.Module
+    {
+        ArgumentNullException.ThrowIfNull(pairs);
+        if (pairs.Count == 0) throw new ArgumentException($"Term \"{name}\" needs at least one feature pair.", nameof(pairs));
+        RequireTeacherIndex(teacher, name);
+        FeaturePair[] fixedPairs = [.. pairs];
+        var needs = new OutputRequest(HiddenStates: true);
+        return Add(_ =>
+        {
+            TLoss[] perPair = fixedPairs.Select(create).ToArray();
+            var holder = nn.ModuleList<TLoss>(perPair);
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                IReadOnlyList<Tensor> s = c.Student.HiddenStates ?? throw Missing(name, "student features (hidden states)");
+                IReadOnlyList<Tensor> t = TeacherOutput(c, teacher, name).HiddenStates ?? throw Missing(name, "teacher features (hidden states)");
+                Tensor Feature(IReadOnlyList<Tensor> all, Index at, string whose)
+                {
+                    int position = at.GetOffset(all.Count);
+                    return position >= 0 && position < all.Count ? all[position]
+                        : throw new InvalidOperationException($"Term \"{name}\" reads the {whose} feature {at}, but the {whose} has {all.Count} captured feature(s).");
+                }
+                return fixedPairs.Select((p, i) =>
+                {
+                    Tensor student = Feature(s, p.Student, "student"), teacherFeature = Feature(t, p.Teacher, "teacher");
+                    return compute(perPair[i], student, teacherFeature, ExampleMask(student, c));
+                }).Aggregate((a, b) => a + b) / fixedPairs.Length;
+            }, holder, needs, needs) { Teacher = teacher };
+        });
+    }
+
+    /// <summary>The batch's mask when it has one entry per example of <paramref name="feature"/>; the student's token mask never applies to per-example features.</summary>
+    private static Tensor? ExampleMask(Tensor feature, DistillationContext c)
+    {
+        if (c.Mask is not { } mask || ReferenceEquals(mask, c.Student.AttentionMask)) return null;
+        if (mask.dim() == 1 && mask.shape[0] == feature.shape[0]) return mask;
+        throw new ArgumentException($"The batch's mask has shape {Shapes.Describe(mask.shape)}, but per-example features {Shapes.Describe(feature.shape)} need one entry per example, [{feature.shape[0]}].", "mask");
+    }
+
     /// <summary>A user-defined term. Pass the module holding its learnable parameters, if any, so they are trained and saved (it is shared by every objective this builder builds).</summary>
     public DistillationObjectiveBuilder Term(string name, Schedule weight, Func<DistillationContext, Tensor> compute, nn.Module? module = null, OutputRequest? studentNeeds = null, OutputRequest? teacherNeeds = null, bool usesTeachers = true) =>
         Term(new ObjectiveTerm(name, weight, compute, module, studentNeeds, teacherNeeds, usesTeachers));

@@ -113,4 +113,42 @@ public class ObjectiveTests
         objective.StudentRequest.HiddenStates.Should().BeTrue();
         ((Action)(() => DistillationObjective.Create().SoftTargets(1).SoftTargets(1).Build())).Should().Throw<ArgumentException>().WithMessage("Two terms are named \"soft\"*");
     }
+
+    [Fact]
+    public void Feature_terms_read_captured_CNN_features_by_position_and_train_their_regressors()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var teacherNet = nn.Sequential(("conv", nn.Conv2d(1, 6, 3, padding: 1)), ("relu", nn.ReLU()), ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("head", nn.Linear(6, 3)));
+        var studentNet = nn.Sequential(("conv", nn.Conv2d(1, 2, 3, padding: 1)), ("relu", nn.ReLU()), ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("head", nn.Linear(2, 3)));
+        using CapturingModel teacher = DistillationModel.WithCapturedHiddenStates(teacherNet, "relu", "flat");
+        using CapturingModel student = DistillationModel.WithCapturedHiddenStates(studentNet, "relu", "flat");
+        DistillationObjective objective = DistillationObjective.Create()
+            .AttentionTransfer(1.0, [(0, 0)])
+            .FitNetsHint(1.0, (0, 0), studentChannels: 2, teacherChannels: 6)
+            .RelationalKD(1.0, (^1, ^1))
+            .ProbabilisticKT(1.0, (1, 1))
+            .SimilarityPreserving(1.0, [(0, 0), (^1, ^1)])
+            .Build();
+        objective.parameters().Sum(p => p.numel()).Should().Be(2 * 6 + 6, "the hint's 1×1 regressor from 2 to 6 channels");
+
+        Tensor x = randn(5, 1, 6, 6);
+        using ModelOutput t = teacher.Forward(x, new OutputRequest(HiddenStates: true));
+        using ModelOutput s = student.Forward(x, new OutputRequest(HiddenStates: true));
+        ObjectiveResult result = objective.Compute(new DistillationContext([t], s, null, null, 0));
+        float Term(string name) => result.Terms.Single(r => r.Name == name).Value.item<float>();
+        Term("attention_transfer").Should().BeApproximately(new AttentionTransferLoss().forward(s.HiddenStates![0], t.HiddenStates![0]).item<float>(), 1e-6f);
+        Term("rkd").Should().BeApproximately(new RelationalKDLoss().forward(s.HiddenStates[1], t.HiddenStates[1]).item<float>(), 1e-5f);
+        Term("pkt").Should().BeApproximately(new ProbabilisticKTLoss().forward(s.HiddenStates[1], t.HiddenStates[1]).item<float>(), 1e-6f);
+        float sp = (new SimilarityPreservingLoss().forward(s.HiddenStates[0], t.HiddenStates[0]) + new SimilarityPreservingLoss().forward(s.HiddenStates[1], t.HiddenStates[1])).item<float>() / 2;
+        Term("similarity_preserving").Should().BeApproximately(sp, 1e-6f);
+
+        // A per-example mask drops examples; a pair beyond the captured features is an error naming it.
+        Tensor keep = tensor(new[] { true, false, true, true, true });
+        ObjectiveResult masked = objective.Compute(new DistillationContext([t], s, null, keep, 0));
+        masked.Terms.Single(r => r.Name == "pkt").Value.item<float>().Should().BeApproximately(new ProbabilisticKTLoss().forward(s.HiddenStates[1], t.HiddenStates[1], keep).item<float>(), 1e-6f);
+        FluentActions.Invoking(() => DistillationObjective.Create().ProbabilisticKT(1.0, (2, 0)).Build().Compute(new DistillationContext([t], s, null, null, 0)))
+            .Should().Throw<InvalidOperationException>().WithMessage("*\"pkt\" reads the student feature 2*2 captured*");
+        FluentActions.Invoking(() => DistillationObjective.Create().SimilarityPreserving(1.0, [])).Should().Throw<ArgumentException>().WithParameterName("pairs");
+    }
 }
