@@ -13,4 +13,7 @@ public sealed record DistillationContext(IReadOnlyList<ModelOutput> Teachers, Mo
 {
     /// <summary>The first teacher's output.</summary>
     public ModelOutput Teacher => Teachers[0];
+
+    /// <summary>The examples' positions in the training set, <c>[N]</c>, when the batch gives them (<c>DistillationBatch.ExampleIndices</c>); memory-bank terms (CRD) need them.</summary>
+    public Tensor? ExampleIndices { get; init; }
 }

@@ -191,7 +191,7 @@ public sealed class DistillationObjectiveBuilder
     public DistillationObjectiveBuilder AttentionTransfer(Schedule weight, IReadOnlyList<FeaturePair> pairs, double power = 2, int teacher = 0, string name = "attention_transfer")
     {
         _ = new AttentionTransferLoss(power); // validates p now
-        return Features(name, weight, pairs, teacher, _ => new AttentionTransferLoss(power), (loss, s, t, mask) => loss.forward(s, t, mask));
+        return Features(name, weight, pairs, teacher, _ => new AttentionTransferLoss(power), (loss, s, t, mask, _) => loss.forward(s, t, mask));
     }
 
     /// <summary>
@@ -202,23 +202,44 @@ public sealed class DistillationObjectiveBuilder
     public DistillationObjectiveBuilder FitNetsHint(Schedule weight, FeaturePair pair, long studentChannels, long teacherChannels, int teacher = 0, string name = "hint")
     {
         _ = new FeatureMapHintLoss(studentChannels, teacherChannels); // validates the channels now
-        return Features(name, weight, [pair], teacher, _ => new FeatureMapHintLoss(studentChannels, teacherChannels), (loss, s, t, mask) => loss.forward(s, t, mask));
+        return Features(name, weight, [pair], teacher, _ => new FeatureMapHintLoss(studentChannels, teacherChannels), (loss, s, t, mask, _) => loss.forward(s, t, mask));
     }
 
     /// <summary>RKD distance and angle (<see cref="RelationalKDLoss"/>; Park et al. 2019) between captured features, usually the penultimate embedding.</summary>
     public DistillationObjectiveBuilder RelationalKD(Schedule weight, FeaturePair pair, double distanceWeight = 25, double angleWeight = 50, int teacher = 0, string name = "rkd")
     {
         _ = new RelationalKDLoss(distanceWeight, angleWeight);
-        return Features(name, weight, [pair], teacher, _ => new RelationalKDLoss(distanceWeight, angleWeight), (loss, s, t, mask) => loss.forward(s, t, mask));
+        return Features(name, weight, [pair], teacher, _ => new RelationalKDLoss(distanceWeight, angleWeight), (loss, s, t, mask, _) => loss.forward(s, t, mask));
     }
 
     /// <summary>Probabilistic knowledge transfer (<see cref="ProbabilisticKTLoss"/>; Passalis and Tefas 2018) between captured features.</summary>
     public DistillationObjectiveBuilder ProbabilisticKT(Schedule weight, FeaturePair pair, int teacher = 0, string name = "pkt") =>
-        Features(name, weight, [pair], teacher, _ => new ProbabilisticKTLoss(), (loss, s, t, mask) => loss.forward(s, t, mask));
+        Features(name, weight, [pair], teacher, _ => new ProbabilisticKTLoss(), (loss, s, t, mask, _) => loss.forward(s, t, mask));
 
     /// <summary>Similarity-preserving KD (<see cref="SimilarityPreservingLoss"/>; Tung and Mori 2019) between captured features, averaged over the pairs.</summary>
     public DistillationObjectiveBuilder SimilarityPreserving(Schedule weight, IReadOnlyList<FeaturePair> pairs, int teacher = 0, string name = "similarity_preserving") =>
-        Features(name, weight, pairs, teacher, _ => new SimilarityPreservingLoss(), (loss, s, t, mask) => loss.forward(s, t, mask));
+        Features(name, weight, pairs, teacher, _ => new SimilarityPreservingLoss(), (loss, s, t, mask, _) => loss.forward(s, t, mask));
+
+    /// <summary>
+    /// Contrastive representation distillation (<see cref="ContrastiveRepresentationLoss"/>; Tian et al. 2020) between
+    /// captured features, usually the penultimate embeddings. It keeps a memory bank over the training set, so batches
+    /// must say which examples they hold: <c>DistillationBatch.ExampleIndices</c> (or a <c>TokenBatch</c>'s). The
+    /// embeddings and banks are part of the objective (trained, saved in checkpoints).
+    /// </summary>
+    public DistillationObjectiveBuilder ContrastiveRepresentation(Schedule weight, FeaturePair pair, long studentWidth, long teacherWidth, long datasetSize,
+        int negatives = 16384, double temperature = 0.07, double momentum = 0.5, long embeddingWidth = 128, int teacher = 0, string name = "crd")
+    {
+        ContrastiveRepresentationLoss.Validate(studentWidth, teacherWidth, datasetSize, negatives, temperature, momentum, embeddingWidth); // now, not at Build()
+        return Features(name, weight, [pair], teacher,
+            _ => new ContrastiveRepresentationLoss(studentWidth, teacherWidth, datasetSize, negatives, temperature, momentum, embeddingWidth),
+            (loss, s, t, mask, c) =>
+            {
+                Tensor indices = c.ExampleIndices ?? throw new InvalidOperationException(
+                    $"Term \"{name}\" (CRD) keeps a memory bank per training example, so each batch must give its examples' positions: set DistillationBatch.ExampleIndices (or TokenBatch.ExampleIndices).");
+                if (mask is not null) throw new NotSupportedException($"Term \"{name}\" (CRD) does not take a per-example mask: leave dropped examples out of the batch instead.");
+                return loss.forward(s, t, indices);
+            });
+    }
 
     /// <summary>
     /// A term over pairs of captured features (<c>ModelOutput.HiddenStates</c> of the student and of teacher
@@ -226,7 +247,7 @@ public sealed class DistillationObjectiveBuilder
     /// with the batch's per-example mask when it has one.
     /// </summary>
     private DistillationObjectiveBuilder Features<TLoss>(string name, Schedule weight, IReadOnlyList<FeaturePair> pairs, int teacher,
-        Func<FeaturePair, TLoss> create, Func<TLoss, Tensor, Tensor, Tensor?, Tensor> compute) where TLoss : nn.Module
+        Func<FeaturePair, TLoss> create, Func<TLoss, Tensor, Tensor, Tensor?, DistillationContext, Tensor> compute) where TLoss : nn.Module
     {
         ArgumentNullException.ThrowIfNull(pairs);
         if (pairs.Count == 0) throw new ArgumentException($"Term \"{name}\" needs at least one feature pair.", nameof(pairs));
@@ -250,7 +271,7 @@ public sealed class DistillationObjectiveBuilder
                 return fixedPairs.Select((p, i) =>
                 {
                     Tensor student = Feature(s, p.Student, "student"), teacherFeature = Feature(t, p.Teacher, "teacher");
-                    return compute(perPair[i], student, teacherFeature, ExampleMask(student, c));
+                    return compute(perPair[i], student, teacherFeature, ExampleMask(student, c), c);
                 }).Aggregate((a, b) => a + b) / fixedPairs.Length;
             }, holder, needs, needs) { Teacher = teacher };
         });

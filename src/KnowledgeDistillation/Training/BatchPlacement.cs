@@ -18,7 +18,10 @@ internal static class BatchPlacement
             },
             var other => other,
         };
-        return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device));
+        return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device))
+        {
+            ExampleIndices = (batch.ExampleIndices ?? (batch.Inputs as TokenBatch)?.ExampleIndices)?.to(device),
+        };
     }
 
     /// <summary>Disposes the tensors of a batch marked <see cref="DistillationBatch{TInput}.DisposeAfterUse"/>.</summary>
@@ -40,6 +43,7 @@ internal static class BatchPlacement
         }
         batch.Labels?.Dispose();
         batch.Mask?.Dispose();
+        batch.ExampleIndices?.Dispose();
     }
 
     /// <summary>

@@ -15,4 +15,10 @@ public sealed record DistillationBatch<TInput>(TInput Inputs, Tensor? Labels = n
     /// endless generator does not pile up native memory. Leave false for batches reused across epochs.
     /// </summary>
     public bool DisposeAfterUse { get; init; }
+
+    /// <summary>
+    /// The examples' positions in the training set, <c>[N]</c> int64, for terms that keep state per example (CRD's memory
+    /// bank). Optional; a <see cref="TokenBatch"/> input's own <see cref="TokenBatch.ExampleIndices"/> is used when this is null.
+    /// </summary>
+    public Tensor? ExampleIndices { get; init; }
 }

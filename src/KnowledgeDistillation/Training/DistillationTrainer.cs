@@ -244,7 +244,10 @@ public sealed class DistillationTrainer<TInput>
                 }
             }
             ModelOutput studentOutput = Native(() => _student.Forward(batch.Inputs, _objective.StudentRequest), "the student's forward pass", batch, run, i);
-            ObjectiveResult result = Native(() => _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step)),
+            ObjectiveResult result = Native(() => _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step)
+            {
+                ExampleIndices = batch.ExampleIndices,
+            }),
                 "the objective", batch, run, i);
             (result.Total * shares[i]).backward();
             foreach ((string name, Tensor value, double weight) in result.Terms)

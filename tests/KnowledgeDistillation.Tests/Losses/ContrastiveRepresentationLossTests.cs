@@ -1,0 +1,188 @@
+using KnowledgeDistillation.Losses;
+using KnowledgeDistillation.Models;
+using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Tests.Losses;
+
+/// <summary>CRD against a double-precision reference of Tian et al.'s NCE loss with RepDistiller's memory banks, Z and momentum update.</summary>
+[Collection(GlobalRngCollection.Name)]
+public class ContrastiveRepresentationLossTests
+{
+    private static double[] Values(Tensor t) => TestTensors.Values(t);
+
+    /// <summary>L2-normalised x Wᵀ + b for each row.</summary>
+    private static double[][] Embed(double[] x, int rows, int width, double[] w, double[] b, int outWidth)
+    {
+        var result = new double[rows][];
+        for (int i = 0; i < rows; i++)
+        {
+            var e = new double[outWidth];
+            for (int o = 0; o < outWidth; o++)
+            {
+                e[o] = b[o];
+                for (int d = 0; d < width; d++) e[o] += w[o * width + d] * x[i * width + d];
+            }
+            double norm = Math.Sqrt(e.Sum(v => v * v));
+            result[i] = e.Select(v => v / norm).ToArray();
+        }
+        return result;
+    }
+
+    private static double Nce(double[][] h, int k, long n)
+    {
+        double noise = (double)k / n, total = 0;
+        foreach (double[] row in h)
+        {
+            total += Math.Log(row[0] / (row[0] + noise + 1e-7));
+            for (int j = 1; j <= k; j++) total += Math.Log(noise / (row[j] + noise + 1e-7));
+        }
+        return -total / h.Length;
+    }
+
+    [Fact]
+    public void Loss_normalisers_and_memory_updates_follow_the_definitions()
+    {
+        manual_seed(40);
+        const int rows = 3, ds = 5, dt = 7, width = 4, k = 3;
+        const long n = 10;
+        var loss = new ContrastiveRepresentationLoss(ds, dt, n, negatives: k, temperature: 0.5, momentum: 0.25, embeddingWidth: width);
+        loss.named_buffers().Select(b => b.name).Should().BeEquivalentTo(["student_memory", "teacher_memory", "normalizers"]);
+        double[] xs = TestTensors.Normal(41, rows * ds), xt = TestTensors.Normal(42, rows * dt);
+        long[] positives = [2, 7, 0];
+        long[] negatives = [1, 5, 9, 3, 3, 8, 4, 6, 1];
+        double[] ms = Values(loss.StudentMemory), mt = Values(loss.TeacherMemory);
+        var state = loss.state_dict();
+        double[][] vs = Embed(xs, rows, ds, Values(state["student_embedding.weight"]), Values(state["student_embedding.bias"]), width);
+        double[][] vt = Embed(xt, rows, dt, Values(state["teacher_embedding.weight"]), Values(state["teacher_embedding.bias"]), width);
+
+        double[][] Scores(double[] memory, double[][] anchors) => Enumerable.Range(0, rows).Select(i =>
+            new[] { positives[i] }.Concat(negatives.Skip(i * k).Take(k)).Select(j =>
+                Math.Exp(Enumerable.Range(0, width).Sum(d => memory[j * width + d] * anchors[i][d]) / 0.5)).ToArray()).ToArray();
+        double[][] teacherAnchored = Scores(ms, vt), studentAnchored = Scores(mt, vs);
+        double zt = teacherAnchored.SelectMany(r => r).Average() * n, zs = studentAnchored.SelectMany(r => r).Average() * n;
+        double expected = Nce(teacherAnchored.Select(r => r.Select(v => v / zt).ToArray()).ToArray(), k, n)
+            + Nce(studentAnchored.Select(r => r.Select(v => v / zs).ToArray()).ToArray(), k, n);
+
+        Tensor value = loss.Forward(TestTensors.Float32(xs, rows, ds), TestTensors.Float32(xt, rows, dt), tensor(positives), tensor(negatives, [rows, k]));
+        TestTensors.Scalar(value).ShouldMatch(expected, 1e-4);
+        Values(loss.Normalizers)[0].ShouldMatch(zt, 1e-4);
+        Values(loss.Normalizers)[1].ShouldMatch(zs, 1e-4);
+
+        // Banks: row p ← normalise(m · row + (1 − m) · v); every other row unchanged.
+        double[] newMs = Values(loss.StudentMemory), newMt = Values(loss.TeacherMemory);
+        for (int i = 0; i < rows; i++)
+        {
+            long p = positives[i];
+            double[] moved = Enumerable.Range(0, width).Select(d => 0.25 * ms[p * width + d] + 0.75 * vs[i][d]).ToArray();
+            double norm = Math.Sqrt(moved.Sum(v => v * v));
+            for (int d = 0; d < width; d++) newMs[p * width + d].ShouldMatch(moved[d] / norm, 1e-5);
+            double[] movedT = Enumerable.Range(0, width).Select(d => 0.25 * mt[p * width + d] + 0.75 * vt[i][d]).ToArray();
+            double normT = Math.Sqrt(movedT.Sum(v => v * v));
+            for (int d = 0; d < width; d++) newMt[p * width + d].ShouldMatch(movedT[d] / normT, 1e-5);
+        }
+        for (long r = 0; r < n; r++)
+        {
+            if (positives.Contains(r)) continue;
+            for (int d = 0; d < width; d++) newMs[r * width + d].Should().Be(ms[r * width + d]);
+        }
+
+        // Z stays as the first batch set it.
+        loss.Forward(TestTensors.Float32(xt.Take(rows * ds).ToArray(), rows, ds), TestTensors.Float32(xs.Concat(xs).Take(rows * dt).ToArray(), rows, dt), tensor(positives), null);
+        Values(loss.Normalizers)[0].ShouldMatch(zt, 1e-4);
+    }
+
+    [Fact]
+    public void Drawn_negatives_cover_the_dataset_uniformly_and_never_the_example_itself()
+    {
+        manual_seed(43);
+        const long n = 6;
+        var loss = new ContrastiveRepresentationLoss(2, 2, n, negatives: 4, embeddingWidth: 2);
+        var counts = new long[n];
+        Tensor positives = tensor(Enumerable.Range(0, 3000).Select(i => (long)(i % n)).ToArray());
+        Tensor negatives = loss.DrawNegatives(positives);
+        negatives.shape.Should().Equal(3000, 4);
+        negatives.eq(positives.unsqueeze(1)).any().item<bool>().Should().BeFalse();
+        foreach (long v in negatives.data<long>()) counts[v]++;
+        counts.Should().OnlyContain(c => Math.Abs(c - 3000 * 4 / n) < 3000 * 4 / n * 0.1);
+        loss.Forward(zeros(3, 2), zeros(3, 2), tensor(new long[] { 0, 1, 5 }), null).isfinite().item<bool>().Should().BeTrue();
+    }
+
+    [Fact]
+    public void Gradients_reach_the_student_features_and_both_embeddings_but_not_the_teacher_features()
+    {
+        manual_seed(44);
+        var loss = new ContrastiveRepresentationLoss(3, 4, 20, negatives: 5, embeddingWidth: 4);
+        loss.to(ScalarType.Float64);
+        double[] x = TestTensors.Normal(45, 2 * 3);
+        Tensor teacher = TestTensors.Float64(TestTensors.Normal(46, 2 * 4), 2, 4).requires_grad_();
+        Tensor positives = tensor(new long[] { 3, 11 }), negatives = tensor(new long[] { 0, 1, 2, 4, 5, 6, 7, 8, 9, 10 }, [2, 5]);
+        // Z set by a first call, then the banks frozen by momentum... the bank update changes the loss between calls, so
+        // compare autograd with finite differences on a copy whose banks are restored before each evaluation.
+        loss.Forward(TestTensors.Float64(x, 2, 3), teacher, positives, negatives);
+        Dictionary<string, Tensor> saved = loss.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
+        double[] analytic = [];
+        double Evaluate(double[] input, bool backward = false)
+        {
+            using (no_grad()) foreach (var (key, value) in loss.state_dict()) value.copy_(saved[key]);
+            Tensor s = TestTensors.Float64(input, 2, 3).requires_grad_(backward);
+            Tensor l = loss.Forward(s, teacher, positives, negatives);
+            if (backward)
+            {
+                l.backward();
+                analytic = Values(s.grad!);
+            }
+            return TestTensors.Scalar(l);
+        }
+        Evaluate(x, backward: true);
+        teacher.grad.Should().BeNull("the teacher's features are detached");
+        loss.parameters().Select(p => p.grad is { }).Should().AllBeEquivalentTo(true, "both embeddings learn");
+        for (int i = 0; i < x.Length; i++)
+        {
+            double[] plus = (double[])x.Clone(), minus = (double[])x.Clone();
+            plus[i] += 1e-6;
+            minus[i] -= 1e-6;
+            double numeric = (Evaluate(plus) - Evaluate(minus)) / 2e-6;
+            analytic[i].Should().BeApproximately(numeric, 1e-5 * Math.Max(1, Math.Abs(numeric)));
+        }
+    }
+
+    [Fact]
+    public void Trainer_batches_hand_their_example_indices_to_the_CRD_term()
+    {
+        manual_seed(47);
+        var studentNet = nn.Sequential(("body", nn.Linear(6, 5)), ("relu", nn.ReLU()), ("head", nn.Linear(5, 3)));
+        var teacherNet = nn.Sequential(("body", nn.Linear(6, 8)), ("relu", nn.ReLU()), ("head", nn.Linear(8, 3)));
+        using CapturingModel student = DistillationModel.WithCapturedHiddenStates(studentNet, "relu");
+        using CapturingModel teacher = DistillationModel.WithCapturedHiddenStates(teacherNet, "relu");
+        DistillationObjective objective = DistillationObjective.Create()
+            .ContrastiveRepresentation(1.0, (0, 0), studentWidth: 5, teacherWidth: 8, datasetSize: 32, negatives: 8, embeddingWidth: 6)
+            .Build();
+        Tensor x = randn(32, 6);
+        var batches = Enumerable.Range(0, 4).Select(b => new DistillationBatch<Tensor>(x.narrow(0, b * 8, 8)) { ExampleIndices = arange(b * 8, b * 8 + 8) }).ToList();
+        var trainer = new DistillationTrainer<Tensor>([teacher], student, objective, new DistillationTrainerOptions { Epochs = 2, Device = "cpu", LoggingInterval = 100 });
+        var crd = objective.modules().OfType<ContrastiveRepresentationLoss>().Single();
+        Tensor before = crd.StudentMemory.clone();
+        trainer.Train(batches);
+        crd.Normalizers.ge(0).all().item<bool>().Should().BeTrue("the first batch set Z");
+        crd.StudentMemory.ne(before).any(1).all().item<bool>().Should().BeTrue("every example's bank row was updated");
+
+        FluentActions.Invoking(() => new DistillationTrainer<Tensor>([teacher], student, objective, new DistillationTrainerOptions { Epochs = 1, Device = "cpu" })
+                .Train([new DistillationBatch<Tensor>(x.narrow(0, 0, 8))]))
+            .Should().Throw<Exception>().Where(e => e.ToString().Contains("ExampleIndices"));
+    }
+
+    [Fact]
+    public void Bad_input_names_the_argument_and_the_values()
+    {
+        var loss = new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, embeddingWidth: 4);
+        FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 10 }), null)).Should().Throw<ArgumentException>().WithParameterName("exampleIndices").WithMessage("*[0, 10)*10*");
+        FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(3, 3), tensor(new long[] { 0, 1 }), null)).Should().Throw<ArgumentException>().WithParameterName("teacherFeatures");
+        FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 1 }), zeros(2, 3, dtype: ScalarType.Int64))).Should().Throw<ArgumentException>().WithParameterName("negativeIndices").WithMessage("*[2, 4]*[2, 3]*");
+        FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 10)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("negatives");
+        FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, momentum: 1)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("momentum");
+        FluentActions.Invoking(() => DistillationObjective.Create().ContrastiveRepresentation(1.0, (0, 0), 2, 3, datasetSize: 5, negatives: 5)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("negatives");
+    }
+}
