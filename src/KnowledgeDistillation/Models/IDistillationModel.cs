@@ -66,6 +66,9 @@ public enum ModelOutputKinds
 
     /// <summary>Sparse top-k soft targets instead of logits (<see cref="ModelOutput.TopK"/>), as a teacher cache serves them.</summary>
     TopKTargets = 16,
+
+    /// <summary>Per-layer self-attention queries, keys and values (<see cref="ModelOutput.QueryKeyValues"/>).</summary>
+    QueryKeyValues = 32,
 }
 
 /// <summary>Helpers over <see cref="OutputRequest"/> and <see cref="ModelOutputKinds"/>.</summary>
@@ -75,5 +78,6 @@ internal static class ModelOutputKindsExtensions
     public static ModelOutputKinds Needs(this OutputRequest request) =>
         (request.HiddenStates ? ModelOutputKinds.HiddenStates : 0)
         | (request.AttentionScores ? ModelOutputKinds.AttentionScores : 0)
-        | (request.AttentionProbabilities ? ModelOutputKinds.AttentionProbabilities : 0);
+        | (request.AttentionProbabilities ? ModelOutputKinds.AttentionProbabilities : 0)
+        | (request.QueryKeyValues ? ModelOutputKinds.QueryKeyValues : 0);
 }

@@ -74,6 +74,9 @@ public sealed class ModelOutput : IDisposable
     /// <summary>Each layer's attention probabilities; null when not requested.</summary>
     public IReadOnlyList<Tensor>? AttentionProbabilities { get; }
 
+    /// <summary>Each layer's self-attention queries, keys and values; null when not requested (<see cref="OutputRequest.QueryKeyValues"/>).</summary>
+    public IReadOnlyList<SelfAttentionStates>? QueryKeyValues { get; init; }
+
     /// <summary>The padding mask of the batch (not owned by this output), or null.</summary>
     public Tensor? AttentionMask { get; }
 
@@ -105,5 +108,6 @@ public sealed class ModelOutput : IDisposable
             .Concat(TopK?.Tensors ?? [])
             .Concat(HiddenStates ?? [])
             .Concat(AttentionScores ?? [])
-            .Concat(AttentionProbabilities ?? []);
+            .Concat(AttentionProbabilities ?? [])
+            .Concat(QueryKeyValues?.SelectMany(s => new[] { s.Queries, s.Keys, s.Values }) ?? []);
 }

@@ -7,7 +7,8 @@ namespace KnowledgeDistillation.Models;
 /// <param name="HiddenStates">Return the hidden state after the embeddings and after every layer.</param>
 /// <param name="AttentionScores">Return every layer's pre-softmax attention scores, <c>[B, H, S, S]</c>.</param>
 /// <param name="AttentionProbabilities">Return every layer's attention probabilities, <c>[B, H, S, S]</c>.</param>
-public sealed record OutputRequest(bool HiddenStates = false, bool AttentionScores = false, bool AttentionProbabilities = false)
+/// <param name="QueryKeyValues">Return every layer's self-attention queries, keys and values (<see cref="SelfAttentionStates"/>), for MiniLM's relation distillation.</param>
+public sealed record OutputRequest(bool HiddenStates = false, bool AttentionScores = false, bool AttentionProbabilities = false, bool QueryKeyValues = false)
 {
     /// <summary>Logits only.</summary>
     public static OutputRequest LogitsOnly { get; } = new();

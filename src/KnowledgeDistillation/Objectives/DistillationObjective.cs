@@ -125,5 +125,6 @@ public sealed class DistillationObjective : nn.Module
 
     private static OutputRequest Merge(IEnumerable<OutputRequest> requests) =>
         requests.Aggregate(OutputRequest.LogitsOnly, (a, b) => new OutputRequest(
-            a.HiddenStates || b.HiddenStates, a.AttentionScores || b.AttentionScores, a.AttentionProbabilities || b.AttentionProbabilities));
+            a.HiddenStates || b.HiddenStates, a.AttentionScores || b.AttentionScores, a.AttentionProbabilities || b.AttentionProbabilities,
+            a.QueryKeyValues || b.QueryKeyValues));
 }

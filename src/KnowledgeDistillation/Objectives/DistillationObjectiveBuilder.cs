@@ -242,6 +242,48 @@ public sealed class DistillationObjectiveBuilder
     }
 
     /// <summary>
+    /// MiniLMv2's multi-head self-attention relation distillation (<see cref="MiniLMRelationLoss"/>; Wang et al. 2021):
+    /// the Q-Q, K-K and V-V relations (or the chosen ones) of teacher layer <paramref name="teacherLayer"/> and student
+    /// layer <paramref name="studentLayer"/> (positions in <c>ModelOutput.QueryKeyValues</c>, e.g. <c>^1</c> for the
+    /// student's last layer), each re-split into <paramref name="relationHeads"/> relation heads so that head counts and
+    /// widths may differ; the term is the sum of the chosen relations' KL divergences. The models must provide their
+    /// queries, keys and values (the reference GPT, BERT and Llama-family models do).
+    /// </summary>
+    public DistillationObjectiveBuilder MiniLMRelations(Schedule weight, Index studentLayer, Index teacherLayer, int relationHeads,
+        MiniLMRelations relations = Objectives.MiniLMRelations.All, int teacher = 0, string name = "minilm")
+    {
+        _ = new MiniLMRelationLoss(relationHeads); // validates R now
+        if (relations == 0 || (relations & ~Objectives.MiniLMRelations.All) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(relations), relations, $"relations must combine QueryQuery, KeyKey and ValueValue; got {relations}.");
+        }
+        RequireTeacherIndex(teacher, name);
+        var needs = new OutputRequest(QueryKeyValues: true);
+        return Add(_ =>
+        {
+            var loss = new MiniLMRelationLoss(relationHeads);
+            return new ObjectiveTerm(name, weight, c =>
+            {
+                SelfAttentionStates Layer(IReadOnlyList<SelfAttentionStates>? all, Index at, string whose)
+                {
+                    if (all is null) throw Missing(name, $"{whose} queries, keys and values");
+                    int position = at.GetOffset(all.Count);
+                    return position >= 0 && position < all.Count ? all[position]
+                        : throw new InvalidOperationException($"Term \"{name}\" reads the {whose}'s layer {at}, but the {whose} has {all.Count} layer(s).");
+                }
+                SelfAttentionStates s = Layer(c.Student.QueryKeyValues, studentLayer, "student");
+                SelfAttentionStates t = Layer(TeacherOutput(c, teacher, name).QueryKeyValues, teacherLayer, "teacher");
+                Tensor? mask = TokenMask(s.Queries, c);
+                var parts = new List<Tensor>(3);
+                if (relations.HasFlag(Objectives.MiniLMRelations.QueryQuery)) parts.Add(loss.forward(s.Queries, t.Queries, mask));
+                if (relations.HasFlag(Objectives.MiniLMRelations.KeyKey)) parts.Add(loss.forward(s.Keys, t.Keys, mask));
+                if (relations.HasFlag(Objectives.MiniLMRelations.ValueValue)) parts.Add(loss.forward(s.Values, t.Values, mask));
+                return parts.Aggregate((a, b) => a + b);
+            }, loss, needs, needs) { Teacher = teacher };
+        });
+    }
+
+    /// <summary>
     /// A term over pairs of captured features (<c>ModelOutput.HiddenStates</c> of the student and of teacher
     /// <paramref name="teacher"/>): one loss module per pair (holding any learned regressor), averaged over the pairs,
     /// with the batch's per-example mask when it has one.

@@ -70,6 +70,9 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
+    /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>
+    public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
+
     /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
     /// <exception cref="ArgumentException">The folder holds an architecture that is not a BertModel.</exception>
     public static BertModel FromPretrained(string folder) => PretrainedFolder.Load<BertModel>(folder).Model;
@@ -96,7 +99,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
         TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: false, request);
         Tensor h = final_norm is null ? run.Last : run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = Head(h);
-        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
+        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask) { QueryKeyValues = run.States }.MoveToOuterDisposeScope();
     }
 
     private Tensor Head(Tensor h)

@@ -52,6 +52,9 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
+    /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>
+    public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
+
     /// <inheritdoc />
     public int ContextLength => Config.ContextLength;
 
@@ -88,6 +91,6 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
         cache?.Advance(length);
         Tensor h = run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = lm_head is null ? F.linear(h, token_embedding.weight!) : lm_head.forward(h);
-        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
+        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask) { QueryKeyValues = run.States }.MoveToOuterDisposeScope();
     }
 }

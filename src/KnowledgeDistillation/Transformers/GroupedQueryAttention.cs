@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -55,12 +56,15 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     /// <param name="returnMaps">Compute explicitly and return the scores and probabilities, <c>[B, H, S, past + S]</c>.</param>
     /// <param name="cache">A key/value cache to read earlier tokens' keys and values from and append these to, or null.</param>
     /// <param name="layer">This layer's index in <paramref name="cache"/>.</param>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0)
+    /// <param name="returnStates">Return the queries, keys and values before the rotary embedding (<see cref="SelfAttentionStates"/>).</param>
+    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         long batch = x.shape[0], length = x.shape[1];
-        Tensor q = RotaryEmbedding.Apply(Heads(query.forward(x), _heads), cos, sin);
-        Tensor k = RotaryEmbedding.Apply(Heads(key.forward(x), _keyValueHeads), cos, sin);
-        Tensor v = Heads(value.forward(x), _keyValueHeads);
+        Tensor queries = query.forward(x), keys = key.forward(x), values = value.forward(x);
+        SelfAttentionStates? states = returnStates ? new SelfAttentionStates(queries, keys, values) : null;
+        Tensor q = RotaryEmbedding.Apply(Heads(queries, _heads), cos, sin);
+        Tensor k = RotaryEmbedding.Apply(Heads(keys, _keyValueHeads), cos, sin);
+        Tensor v = Heads(values, _keyValueHeads);
         if (cache is not null) (k, v) = cache.Append(layer, k, v);
         int groups = _heads / _keyValueHeads;
         if (groups > 1)
@@ -84,7 +88,7 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
             context = F.dropout(probabilities, dropout, training).matmul(v);
         }
         Tensor merged = context.transpose(1, 2).reshape(batch, length, _heads * _headWidth);
-        return new AttentionResult(output.forward(merged), scores, probabilities);
+        return new AttentionResult(output.forward(merged), scores, probabilities, states);
     }
 
     private Tensor Heads(Tensor projected, int heads) =>

@@ -34,9 +34,9 @@ public sealed class LlamaBlock : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Runs the block; see <see cref="GroupedQueryAttention.Forward"/> for the arguments.</summary>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0)
+    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
-        AttentionResult a = attention.Forward(attention_norm.forward(x), additiveMask, cos, sin, returnMaps, cache, layer);
+        AttentionResult a = attention.Forward(attention_norm.forward(x), additiveMask, cos, sin, returnMaps, cache, layer, returnStates);
         x = x + a.Output;
         x = x + feed_forward.forward(feed_forward_norm.forward(x));
         return a with { Output = x };

@@ -48,6 +48,9 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
+    /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>
+    public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
+
     /// <inheritdoc />
     public int ContextLength => Config.ContextLength;
 
@@ -81,10 +84,10 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
         Tensor positions = batch.PositionIds?.to(ScalarType.Int64) ?? arange(past, past + length, dtype: ScalarType.Int64, device: x.device);
         (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(positions, Config.EffectiveHeadWidth, Config.RopeTheta, x.dtype);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps) => block.Forward(h, mask, cos, sin, maps, cache, layer));
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps, qkv) => block.Forward(h, mask, cos, sin, maps, cache, layer, qkv));
         cache?.Advance(length);
         Tensor last = run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = lm_head is null ? F.linear(last, token_embedding.weight!) : lm_head.forward(last);
-        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask).MoveToOuterDisposeScope();
+        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask) { QueryKeyValues = run.States }.MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -38,10 +39,15 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
     /// <param name="returnMaps">Compute explicitly and return the scores and probabilities.</param>
     /// <param name="cache">A key/value cache to read earlier tokens' keys and values from and append these to (decoders), or null.</param>
     /// <param name="layer">This layer's index in <paramref name="cache"/>.</param>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0)
+    /// <param name="returnStates">Return the queries, keys and values (<see cref="SelfAttentionStates"/>).</param>
+    public AttentionResult Forward(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         long batch = x.shape[0], length = x.shape[1], width = x.shape[2], headWidth = width / _heads;
-        Tensor[] parts = qkv.forward(x).view(batch, length, 3, _heads, headWidth).permute(2, 0, 3, 1, 4).unbind(0);
+        Tensor projected = qkv.forward(x);
+        SelfAttentionStates? states = returnStates
+            ? new SelfAttentionStates(projected.narrow(2, 0, width), projected.narrow(2, width, width), projected.narrow(2, 2 * width, width))
+            : null;
+        Tensor[] parts = projected.view(batch, length, 3, _heads, headWidth).permute(2, 0, 3, 1, 4).unbind(0);
         Tensor q = parts[0], k = parts[1], v = parts[2];
         if (cache is not null) (k, v) = cache.Append(layer, k, v);
         double dropout = training ? _dropout : 0;
@@ -60,7 +66,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
             context = F.dropout(probabilities, dropout, training).matmul(v);
         }
         Tensor merged = context.transpose(1, 2).reshape(batch, length, width);
-        return new AttentionResult(output.forward(merged), scores, probabilities);
+        return new AttentionResult(output.forward(merged), scores, probabilities, states);
     }
 
     /// <summary><c>[1, 1, S, S]</c>: 0 on and below the diagonal, the dtype's lowest value above it.</summary>
@@ -69,4 +75,4 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>One attention call's output and, when requested, its maps (<c>[B, H, S, S]</c>).</summary>
-public readonly record struct AttentionResult(Tensor Output, Tensor? Scores, Tensor? Probabilities);
+public readonly record struct AttentionResult(Tensor Output, Tensor? Scores, Tensor? Probabilities, SelfAttentionStates? States = null);

@@ -6,7 +6,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>Runs a stack of blocks, keeping per-layer outputs only when they are requested.</summary>
 internal static class TransformerStack
 {
-    public sealed record Result(Tensor Last, List<Tensor>? HiddenStates, List<Tensor>? Scores, List<Tensor>? Probabilities)
+    public sealed record Result(Tensor Last, List<Tensor>? HiddenStates, List<Tensor>? Scores, List<Tensor>? Probabilities, List<SelfAttentionStates>? States = null)
     {
         /// <summary>Applies the final norm to the last state and, under the Hugging Face convention, makes it the last hidden state.</summary>
         public Tensor Finish(Func<Tensor, Tensor> finalNorm, HiddenStateConvention convention)
@@ -17,9 +17,10 @@ internal static class TransformerStack
         }
     }
 
-    /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (its index, its input, whether to return maps).</summary>
-    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, int, Tensor, bool, AttentionResult> step)
+    /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (its index, its input, whether to return maps, whether to return queries, keys and values).</summary>
+    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, int, Tensor, bool, bool, AttentionResult> step)
     {
+        List<SelfAttentionStates>? states = request.QueryKeyValues ? [] : null;
         List<Tensor>? hidden = request.HiddenStates ? [embeddings] : null;
         List<Tensor>? scores = request.AttentionScores ? [] : null;
         List<Tensor>? probabilities = request.AttentionProbabilities ? [] : null;
@@ -27,16 +28,17 @@ internal static class TransformerStack
         int index = 0;
         foreach (TBlock block in blocks)
         {
-            AttentionResult r = step(block, index++, x, request.AnyAttention);
+            AttentionResult r = step(block, index++, x, request.AnyAttention, request.QueryKeyValues);
+            if (states is not null) states.Add(r.States!);
             x = r.Output;
             hidden?.Add(x);
             scores?.Add(r.Scores!);
             probabilities?.Add(r.Probabilities!);
         }
-        return new Result(x, hidden, scores, probabilities);
+        return new Result(x, hidden, scores, probabilities, states);
     }
 
     /// <summary>Runs standard <see cref="TransformerBlock"/>s, appending to <paramref name="cache"/> when given.</summary>
     public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request, KeyValueCache? cache = null) =>
-        Run(blocks, embeddings, request, (block, layer, x, maps) => block.Forward(x, additiveMask, causal, maps, cache, layer));
+        Run(blocks, embeddings, request, (block, layer, x, maps, qkv) => block.Forward(x, additiveMask, causal, maps, cache, layer, qkv));
 }
