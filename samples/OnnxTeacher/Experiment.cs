@@ -107,7 +107,7 @@ internal sealed class Experiment
                     var w = Stopwatch.StartNew();
                     Sequential cnn = Fresh(seed);
                     StudentNetwork.TrainOnLabels(cnn, _labelled, _labels, epochs, seed);
-                    return ProbeStudent($"CNN trained on the {_settings.Labelled:N0} labels", cnn, teacherTest) with { Seconds = w.Elapsed.TotalSeconds, Note = $"{epochs} epochs" };
+                    return ProbeStudent($"CNN trained on the {_settings.Labelled:N0} labels", cnn, teacherTest) with { Seconds = w.Elapsed.TotalSeconds, Note = $"{epochs}" };
                 }).MaxBy(r => r.Validation)!;
                 labelTrained.Add(best);
                 random.Add(ProbeStudent("CNN with random weights", Fresh(seed), teacherTest));
@@ -124,6 +124,7 @@ internal sealed class Experiment
         double teacherSpeed = Speed.ImagesPerSecond(resnetPath, _session, [1, 3, 224, 224], _settings.TeacherSpeedImages);
         double studentSpeed = Speed.ImagesPerSecond(studentPath, _session, [1, 1, 28, 28], _settings.StudentSpeedImages);
         double studentBatchSpeed = Speed.ImagesPerSecond(studentPath, _session, [256, 1, 28, 28], _settings.StudentSpeedImages * 4);
+        // ResNet-18 exists only as ONNX: its count is the float values stored in the file; the student's are its trainable parameters.
         long teacherParameters = OnnxParameters(resnetPath), studentParameters = exported!.parameters().Sum(p => p.numel());
 
         string report = Report(rows, teacherSpeed, studentSpeed, studentBatchSpeed, teacherParameters, studentParameters, resnetPath, studentPath, exportError, clock.Elapsed);
@@ -171,7 +172,7 @@ internal sealed class Experiment
         string resnetPath, string studentPath, double exportError, TimeSpan elapsed)
     {
         static string Pct(IReadOnlyList<double> v) => v.Count == 1 ? $"{100 * v[0]:F2}%" : $"{100 * v.Average():F2}% ± {100 * Spread(v):F2}";
-        static string Cos(IReadOnlyList<double> v) => v.Count == 0 ? "—" : v.Count == 1 ? $"{v[0]:F3}" : $"{v.Average():F3} ± {Spread(v):F3}";
+        static string Cos(IReadOnlyList<double> v) => v.Count == 0 ? "—" : v.Count == 1 ? $"{v[0]:F3}" : $"{v.Average():F3} ± {Spread(v):F4}";
         var s = new StringBuilder();
         s.AppendLine(CultureInfo.InvariantCulture, $"Linear probes on {_settings.Labelled:N0} labelled images, tested on {_settings.Test:N0} test images (students: mean ± standard deviation over {_settings.Seeds} seed(s))");
         s.AppendLine();
@@ -179,7 +180,7 @@ internal sealed class Experiment
         s.AppendLine("|---|---:|---:|---:|---:|");
         foreach (Row r in rows)
         {
-            string time = r.Seconds > 0 ? $"{r.Seconds:F0} s per seed" + (r.Note.Length > 0 ? $" ({r.Note})" : "") : "—";
+            string time = r.Seconds > 0 ? $"{r.Seconds:F0} s per seed" + (r.Note.Length > 0 ? $" (epochs chosen on validation: {r.Note})" : "") : "—";
             s.AppendLine(CultureInfo.InvariantCulture, $"| {r.Name} | {r.Width} | {Pct(r.Accuracies)} | {Cos(r.Cosines)} | {time} |");
         }
         s.AppendLine();
