@@ -18,9 +18,7 @@ internal static class BertExporter
         Dictionary<string, Tensor> w = model.state_dict();
         var blocks = new TransformerBlockEmitter(g, w, config);
 
-        string length = GptExporter.SequenceLength(g, ids);
-        string lengthScalar = g.Node("Squeeze", "sequence_length_scalar", [length, g.Longs("axes_0", 0)]);
-        string positions = g.Node("Range", "positions", [g.Weight("zero", tensor(0L)), lengthScalar, g.Weight("one", tensor(1L))]);
+        string positions = GptExporter.Positions(g, GptExporter.SequenceLength(g, ids));
         string Embed(string table, string indices) => g.Node("Gather", table + ".lookup", [g.Weight(table + ".weight", w[table + ".weight"]), indices], Int("axis", 0));
         string sum = g.Node("Add", "embedding_sum", [g.Node("Add", "word_and_position", [Embed("word_embedding", ids), Embed("position_embedding", positions)]), Embed("token_type_embedding", tokenTypes)]);
         string x = blocks.LayerNorm(sum, "embedding_norm");

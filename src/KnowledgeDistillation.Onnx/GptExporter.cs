@@ -18,8 +18,7 @@ internal static class GptExporter
         var blocks = new TransformerBlockEmitter(g, w, config);
 
         string length = SequenceLength(g, ids);
-        string lengthScalar = g.Node("Squeeze", "sequence_length_scalar", [length, g.Longs("axes_0", 0)]);
-        string positions = g.Node("Range", "positions", [g.Weight("zero", tensor(0L)), lengthScalar, g.Weight("one", tensor(1L))]);
+        string positions = Positions(g, length);
         string x = g.Node("Add", "embeddings", [
             g.Node("Gather", "token_embeddings", [g.Weight("token_embedding.weight", w["token_embedding.weight"]), ids], Int("axis", 0)),
             g.Node("Gather", "position_embeddings", [g.Weight("position_embedding.weight", w["position_embedding.weight"]), positions], Int("axis", 0))]);
@@ -43,6 +42,13 @@ internal static class GptExporter
     /// <summary>The sequence length of <c>[batch, sequence]</c> ids as a one-element int64 vector.</summary>
     public static string SequenceLength(OnnxGraph g, string ids) =>
         g.Node("Gather", "sequence_length", [g.Node("Shape", "ids_shape", [ids]), g.Longs("index_1", 1)], Int("axis", 0));
+
+    /// <summary>The positions 0 … S − 1 (int64) for a sequence length given as a one-element vector.</summary>
+    public static string Positions(OnnxGraph g, string length)
+    {
+        string lengthScalar = g.Node("Squeeze", "sequence_length_scalar", [length, g.Longs("axes_0", 0)]);
+        return g.Node("Range", "positions", [g.Weight("zero", tensor(0L)), lengthScalar, g.Weight("one", tensor(1L))]);
+    }
 
     /// <summary>A stored <c>[C, C]</c> additive mask (0 where <paramref name="allowed"/>, float32's lowest value elsewhere) sliced to <c>[S, S]</c>.</summary>
     public static string SlicedMask(OnnxGraph g, Tensor allowed, string length)

@@ -54,20 +54,13 @@ public sealed class DistillationObjectiveBuilder
     public DistillationObjectiveBuilder DecoupledKD(Schedule weight, double alpha = 1.0, double beta = 8.0, Schedule? temperature = null, bool standardizeLogits = false, string name = "dkd")
     {
         var probe = new DecoupledKDLoss(alpha, beta); // validates α and β now, not at Build()
-        Schedule t = temperature ?? 4.0;
-        RequireInRange(t, name, "temperature", double.Epsilon, double.PositiveInfinity);
-        return Add(teacherWeights =>
-        {
-            VocabularyAlignment? alignment = _alignment;
-            var loss = new DecoupledKDLoss(probe.Alpha, probe.Beta) { StandardizeLogits = standardizeLogits };
-            return new ObjectiveTerm(name, weight, c =>
+        return TeacherLogitTerm(name, weight, temperature ?? 4.0, () => new DecoupledKDLoss(probe.Alpha, probe.Beta) { StandardizeLogits = standardizeLogits },
+            (loss, t) => loss.Temperature = t,
+            (loss, student, teacher, c) =>
             {
-                loss.Temperature = t.ValueAt(c.Step);
                 Tensor labels = c.Labels ?? throw new InvalidOperationException($"Term \"{name}\" (DKD) needs labels: it splits each row at its true class, but the batch has none.");
-                (Tensor student, Tensor teacher) = StudentAndTeacherLogits(name, alignment, c, teacherWeights, loss.Temperature);
                 return loss.forward(student, teacher, labels, RowMask(student, c));
-            }, loss) { NeedsTeacherLogits = true, Temperature = t };
-        });
+            });
     }
 
     /// <summary>
@@ -77,18 +70,27 @@ public sealed class DistillationObjectiveBuilder
     public DistillationObjectiveBuilder Dist(Schedule weight, double beta = 1.0, double gamma = 1.0, Schedule? temperature = null, bool standardizeLogits = false, string name = "dist")
     {
         var probe = new DistLoss(beta, gamma); // validates β and γ now
-        Schedule t = temperature ?? 1.0;
-        RequireInRange(t, name, "temperature", double.Epsilon, double.PositiveInfinity);
+        return TeacherLogitTerm(name, weight, temperature ?? 1.0, () => new DistLoss(probe.Beta, probe.Gamma) { StandardizeLogits = standardizeLogits },
+            (loss, t) => loss.Temperature = t,
+            (loss, student, teacher, c) => loss.forward(student, teacher, RowMask(student, c), c.Labels));
+    }
+
+    /// <summary>A term over the student's logits and the (aligned, averaged) teachers' at a scheduled temperature, for losses that need full teacher logits.</summary>
+    private DistillationObjectiveBuilder TeacherLogitTerm<TLoss>(string name, Schedule weight, Schedule temperature, Func<TLoss> create, Action<TLoss, double> setTemperature,
+        Func<TLoss, Tensor, Tensor, DistillationContext, Tensor> compute) where TLoss : nn.Module
+    {
+        RequireInRange(temperature, name, "temperature", double.Epsilon, double.PositiveInfinity);
         return Add(teacherWeights =>
         {
-            VocabularyAlignment? alignment = _alignment;
-            var loss = new DistLoss(probe.Beta, probe.Gamma) { StandardizeLogits = standardizeLogits };
+            VocabularyAlignment? alignment = _alignment; // as set when Build() runs
+            TLoss loss = create();
             return new ObjectiveTerm(name, weight, c =>
             {
-                loss.Temperature = t.ValueAt(c.Step);
-                (Tensor student, Tensor teacher) = StudentAndTeacherLogits(name, alignment, c, teacherWeights, loss.Temperature);
-                return loss.forward(student, teacher, RowMask(student, c), c.Labels);
-            }, loss) { NeedsTeacherLogits = true, Temperature = t };
+                double t = temperature.ValueAt(c.Step);
+                setTemperature(loss, t);
+                (Tensor student, Tensor teacher) = StudentAndTeacherLogits(name, alignment, c, teacherWeights, t);
+                return compute(loss, student, teacher, c);
+            }, loss) { NeedsTeacherLogits = true, Temperature = temperature };
         });
     }
 

@@ -7,26 +7,8 @@ namespace KnowledgeDistillation.Tests.Losses;
 /// <summary>Autograd gradients of every loss against central finite differences, in float64.</summary>
 public class GradientTests
 {
-    private const double Step = 1e-6;
-
-    /// <summary>Compares d loss / d input from backward() with (L(x + h·e_i) − L(x − h·e_i)) / 2h for every element.</summary>
-    private static void GradientShouldMatchFiniteDifferences(Func<Tensor, Tensor> loss, double[] input, params long[] shape)
-    {
-        using var scope = NewDisposeScope();
-        Tensor x = TestTensors.Float64(input, shape).requires_grad_();
-        loss(x).backward();
-        double[] analytic = TestTensors.Values(x.grad!);
-
-        using var noGrad = no_grad();
-        for (int i = 0; i < input.Length; i++)
-        {
-            double[] plus = (double[])input.Clone(), minus = (double[])input.Clone();
-            plus[i] += Step;
-            minus[i] -= Step;
-            double numeric = (TestTensors.Scalar(loss(TestTensors.Float64(plus, shape))) - TestTensors.Scalar(loss(TestTensors.Float64(minus, shape)))) / (2 * Step);
-            analytic[i].Should().BeApproximately(numeric, 1e-6 * Math.Max(1, Math.Abs(numeric)), "element {0}", i);
-        }
-    }
+    private static void GradientShouldMatchFiniteDifferences(Func<Tensor, Tensor> loss, double[] input, params long[] shape) =>
+        FiniteDifferences.GradientShouldMatch(loss, input, shape);
 
     private static readonly double[] Logits = TestTensors.Normal(1, 2 * 3 * 5, 2);
     private static readonly Tensor TeacherLogits = TestTensors.Float64(TestTensors.Normal(2, 2 * 3 * 5, 3), 2, 3, 5);

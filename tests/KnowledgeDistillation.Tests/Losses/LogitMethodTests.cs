@@ -182,22 +182,8 @@ public class LogitMethodTests
             .ShouldMatch(Dist(Standardized(s, classes), Standardized(t, classes), classes, 1, 1, 2));
     }
 
-    private static void GradientShouldMatchFiniteDifferences(Func<Tensor, Tensor> loss, double[] input, params long[] shape)
-    {
-        using var scope = NewDisposeScope();
-        Tensor x = TestTensors.Float64(input, shape).requires_grad_();
-        loss(x).backward();
-        double[] analytic = TestTensors.Values(x.grad!);
-        using var noGrad = no_grad();
-        for (int i = 0; i < input.Length; i++)
-        {
-            double[] plus = (double[])input.Clone(), minus = (double[])input.Clone();
-            plus[i] += 1e-6;
-            minus[i] -= 1e-6;
-            double numeric = (TestTensors.Scalar(loss(TestTensors.Float64(plus, shape))) - TestTensors.Scalar(loss(TestTensors.Float64(minus, shape)))) / 2e-6;
-            analytic[i].Should().BeApproximately(numeric, 1e-6 * Math.Max(1, Math.Abs(numeric)), "element {0}", i);
-        }
-    }
+    private static void GradientShouldMatchFiniteDifferences(Func<Tensor, Tensor> loss, double[] input, params long[] shape) =>
+        FiniteDifferences.GradientShouldMatch(loss, input, shape);
 
     private static readonly double[] Student = TestTensors.Normal(19, 2 * 3 * 5, 2);
     private static readonly Tensor Teacher = TestTensors.Float64(TestTensors.Normal(20, 2 * 3 * 5, 3), 2, 3, 5);

@@ -212,22 +212,8 @@ public class RepresentationMethodTests
         FluentActions.Invoking(() => loss.forward(zeros(3, 2, 2, 2), zeros(3, 3, 4, 4))).Should().Throw<ArgumentException>().WithMessage("*same H and W*[3, 2, 2, 2]*[3, 3, 4, 4]*");
     }
 
-    private static void GradientShouldMatchFiniteDifferences(Func<Tensor, Tensor> loss, double[] input, params long[] shape)
-    {
-        using var scope = NewDisposeScope();
-        Tensor x = TestTensors.Float64(input, shape).requires_grad_();
-        loss(x).backward();
-        double[] analytic = TestTensors.Values(x.grad!);
-        using var noGrad = no_grad();
-        for (int i = 0; i < input.Length; i++)
-        {
-            double[] plus = (double[])input.Clone(), minus = (double[])input.Clone();
-            plus[i] += 1e-6;
-            minus[i] -= 1e-6;
-            double numeric = (TestTensors.Scalar(loss(TestTensors.Float64(plus, shape))) - TestTensors.Scalar(loss(TestTensors.Float64(minus, shape)))) / 2e-6;
-            analytic[i].Should().BeApproximately(numeric, 1e-5 * Math.Max(1, Math.Abs(numeric)), "element {0}", i);
-        }
-    }
+    private static void GradientShouldMatchFiniteDifferences(Func<Tensor, Tensor> loss, double[] input, params long[] shape) =>
+        FiniteDifferences.GradientShouldMatch(loss, input, shape, 1e-5);
 
     [Theory]
     [InlineData("rkd")]
