@@ -34,8 +34,8 @@ public sealed class DecoupledKDLoss : nn.Module<Tensor, Tensor, Tensor, Tensor>
     public DecoupledKDLoss(double alpha = 1.0, double beta = 8.0, double temperature = 4.0, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(DecoupledKDLoss))
     {
-        Alpha = RequireWeight(alpha, nameof(alpha));
-        Beta = RequireWeight(beta, nameof(beta));
+        Alpha = LossInputs.RequireNonNegativeWeight(alpha, nameof(alpha));
+        Beta = LossInputs.RequireNonNegativeWeight(beta, nameof(beta));
         Temperature = temperature;
         IgnoreIndex = ignoreIndex;
     }
@@ -127,7 +127,4 @@ public sealed class DecoupledKDLoss : nn.Module<Tensor, Tensor, Tensor, Tensor>
         Tensor studentLog = student.masked_fill(isTarget, double.NegativeInfinity).log_softmax(-1).clamp_min(lowest);
         return (teacherLog.exp() * (teacherLog - studentLog)).sum(-1);
     }
-
-    private static double RequireWeight(double value, string name) =>
-        double.IsFinite(value) && value >= 0 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be finite and non-negative; got {value}.");
 }

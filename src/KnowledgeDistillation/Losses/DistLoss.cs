@@ -34,8 +34,8 @@ public sealed class DistLoss : nn.Module<Tensor, Tensor, Tensor>
     public DistLoss(double beta = 1.0, double gamma = 1.0, double temperature = 1.0, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(DistLoss))
     {
-        Beta = double.IsFinite(beta) && beta >= 0 ? beta : throw new ArgumentOutOfRangeException(nameof(beta), beta, $"beta must be finite and non-negative; got {beta}.");
-        Gamma = double.IsFinite(gamma) && gamma >= 0 ? gamma : throw new ArgumentOutOfRangeException(nameof(gamma), gamma, $"gamma must be finite and non-negative; got {gamma}.");
+        Beta = LossInputs.RequireNonNegativeWeight(beta, nameof(beta));
+        Gamma = LossInputs.RequireNonNegativeWeight(gamma, nameof(gamma));
         Temperature = temperature;
         IgnoreIndex = ignoreIndex;
     }

@@ -94,4 +94,8 @@ internal static class LossInputs
                 $"labels must be class indices in [0, {classes}) or the ignore index {ignoreIndex}; found {value}.", "labels");
         }
     }
+
+    /// <summary>A loss weight (α, β, γ, w_D, …): finite and ≥ 0, else an exception naming it and the value.</summary>
+    public static double RequireNonNegativeWeight(double value, string name) =>
+        double.IsFinite(value) && value >= 0 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must be finite and non-negative; got {value}.");
 }

@@ -28,10 +28,8 @@ public sealed class RelationalKDLoss : RelationalLoss
     /// <param name="angleWeight">w_A; finite and ≥ 0 (0 turns the angle term off).</param>
     public RelationalKDLoss(double distanceWeight = 25, double angleWeight = 50) : base(nameof(RelationalKDLoss))
     {
-        DistanceWeight = double.IsFinite(distanceWeight) && distanceWeight >= 0 ? distanceWeight
-            : throw new ArgumentOutOfRangeException(nameof(distanceWeight), distanceWeight, $"distanceWeight must be finite and non-negative; got {distanceWeight}.");
-        AngleWeight = double.IsFinite(angleWeight) && angleWeight >= 0 ? angleWeight
-            : throw new ArgumentOutOfRangeException(nameof(angleWeight), angleWeight, $"angleWeight must be finite and non-negative; got {angleWeight}.");
+        DistanceWeight = LossInputs.RequireNonNegativeWeight(distanceWeight, nameof(distanceWeight));
+        AngleWeight = LossInputs.RequireNonNegativeWeight(angleWeight, nameof(angleWeight));
     }
 
     /// <summary>w_D.</summary>
