@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace FashionMnist;
 
-/// <summary>Batches carry the images, their row numbers in the training set and the augmented view they come from, so a cached teacher can look up its logits.</summary>
+/// <summary>Batches carry the images, their row numbers in the training set and the augmented view they come from, so the cached teacher can find its logits.</summary>
 internal sealed record Images(Tensor Pixels, Tensor Rows, int View);
 
 internal static class Networks
@@ -20,15 +20,11 @@ internal static class Networks
     public static nn.Module<Tensor, Tensor> Mlp(int hidden) => nn.Sequential(
         nn.Flatten(), nn.Linear(28 * 28, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10));
 
-    /// <summary>A teacher whose "forward pass" reads precomputed logits ([views, images, classes]) for the batch's view and rows.</summary>
-    public static IDistillationModel<Images> CachedTeacher(Tensor logits, Device device) =>
-        DistillationModel.FromFunction<Images>((batch, _) => new ModelOutput(logits[batch.View].index_select(0, batch.Rows).to(device)));
-
     public static IModuleModel<Images> Student(nn.Module<Tensor, Tensor> model) =>
         DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, Images>(model, (m, batch, _) => new ModelOutput(m.call(batch.Pixels)));
 
     public static void Fit(string name, IReadOnlyList<IDistillationModel<Images>> teachers, nn.Module<Tensor, Tensor> model, DistillationObjective objective,
-        Tensor x, Tensor y, Augmentation augmentation, int epochs, LearningRateDecay decay, Device device)
+        Tensor x, Tensor y, Augmentation augmentation, int epochs, LearningRateDecay decay, Device device, int seed)
     {
         long count = x.shape[0];
         const int batch = 128;
@@ -45,7 +41,7 @@ internal static class Networks
         }
         var options = new DistillationTrainerOptions
         {
-            Epochs = epochs, LearningRate = 1e-3, Decay = decay, WeightDecay = 0, MaxGradientNorm = null, Device = device.ToString(), Seed = 3,
+            Epochs = epochs, LearningRate = 1e-3, Decay = decay, WeightDecay = 0, MaxGradientNorm = null, Device = device.ToString(), Seed = seed,
             LoggingInterval = 50,
         };
         var trainer = new DistillationTrainer<Images>(teachers, Student(model), objective, options);
@@ -62,20 +58,6 @@ internal static class Networks
         Device device = SampleDevice.Of(model);
         for (long start = 0; start < x.shape[0]; start += 1000) parts.Add(model.call(x[TensorIndex.Slice(start, start + 1000)].to(device)).cpu());
         return cat(parts, 0).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>The teacher's logits on every view of the training set: [views, images, classes].</summary>
-    public static Tensor Logits(nn.Module<Tensor, Tensor> model, Tensor x, Augmentation augmentation)
-    {
-        using var scope = NewDisposeScope();
-        Tensor all = arange(x.shape[0]);
-        var views = new List<Tensor>();
-        for (int v = 0; v < augmentation.Views; v++)
-        {
-            using var viewScope = NewDisposeScope();
-            views.Add(Logits(model, augmentation.Apply(x, v, all)).MoveToOuterDisposeScope());
-        }
-        return stack(views).MoveToOuterDisposeScope();
     }
 
     public static int TestErrors(nn.Module<Tensor, Tensor> model, FashionMnistData data)

@@ -1,11 +1,13 @@
 // FashionMnist: Hinton, Vinyals and Dean's 2015 experiment, transposed to Fashion-MNIST. A small CNN teacher, a
 // 2x800 and a tiny 2x30 MLP student, each trained alone and distilled; test errors out of 10,000. The teacher
-// labels the training images and blends of them (its transfer set) once, and the students read those logits from
-// memory (a cached teacher), so a distilled epoch costs what an epoch alone costs. See samples/FashionMnist/README.md.
+// labels the training images and blends of them (its transfer set) once into the library's TeacherCache, and the
+// students read those logits from disk (a CachedTeacher), so a distilled epoch costs what an epoch alone costs.
+// Every student runs over several seeds. See samples/FashionMnist/README.md.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using FashionMnist;
+using KnowledgeDistillation.Caching;
 using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Runtime;
 using KnowledgeDistillation.Training;
@@ -50,61 +52,72 @@ static int Run(string dataFolder, string output, Settings settings, Device devic
     manual_seed(1);
     var teacher = Networks.Cnn();
     using var imagesOnly = new Augmentation(n, views: 1, maxBlend: 0, seed: 5);
-    if (File.Exists(teacherFile))
-    {
-        teacher.load(teacherFile);
-        teacher.to(device);
-    }
-    else
+    bool newTeacher = !File.Exists(teacherFile);
+    if (newTeacher)
     {
         long all = data.TrainImages.shape[0];
         using var allImages = new Augmentation(all, views: 1, maxBlend: 0, seed: 5);
         Networks.Fit("teacher CNN", [], teacher, DistillationObjective.Create().HardTargets(1.0).Build(), data.TrainImages, data.TrainLabels, allImages,
-            settings.TeacherEpochs, LearningRateDecay.Cosine, device);
+            settings.TeacherEpochs, LearningRateDecay.Cosine, device, seed: 3);
         teacher.save(teacherFile);
+    }
+    else
+    {
+        teacher.load(teacherFile);
+        teacher.to(device);
     }
     int teacherErrors = Networks.TestErrors(teacher, data);
 
-    // The cached teacher: its logits on the training images and on every blended view, computed once.
+    // The transfer set (the training images and their blends) is labelled by the teacher once, into a TeacherCache on disk.
     using var blends = new Augmentation(n, settings.Views, maxBlend: 0.5, seed: 5);
-    Tensor teacherLogits = Networks.Logits(teacher, trainX, blends);
-    AnsiConsole.MarkupLine($"Teacher: {teacherErrors} test errors; its logits on {settings.Views} views of the training set cached");
+    string cacheFile = Path.Combine(output, $"teacher-{settings.TeacherEpochs}epochs-logits-{n}images-{settings.Views}views.kdtc");
+    using TeacherCache cache = TeacherLabels.Open(cacheFile, teacher, trainX, blends, relabel: newTeacher);
+    AnsiConsole.MarkupLine($"Teacher: {teacherErrors} test errors; its logits on {settings.Views} views of the training set in {Markup.Escape(cacheFile)} ({new FileInfo(cacheFile).Length / 1e6:F0} MB)");
 
-    var rows = new List<(string Student, string Training, int Errors)>();
-    foreach (StudentRun run in settings.Runs)
+    var runs = settings.Runs.ToList();
+    var errors = runs.Select(_ => new List<int>()).ToList();
+    for (int seed = 1; seed <= settings.Seeds; seed++)
     {
-        manual_seed(2);
-        var student = Networks.Mlp(run.Hidden);
-        Networks.Fit($"{run.Student} {run.Training}", run.Objective.UsesTeachers ? [Networks.CachedTeacher(teacherLogits, device)] : [], student, run.Objective,
-            trainX, trainY, run.Blends ? blends : imagesOnly, settings.StudentEpochs, LearningRateDecay.Cosine, device);
-        rows.Add((run.Student, run.Training, Networks.TestErrors(student, data)));
+        for (int i = 0; i < runs.Count; i++)
+        {
+            StudentRun run = runs[i];
+            manual_seed(seed + 1); // seed 1 reproduces the single-seed runs of earlier versions of this sample (manual_seed(2), trainer seed 3)
+            var student = Networks.Mlp(run.Hidden);
+            Networks.Fit($"{run.Student} {run.Training}, seed {seed}", run.Objective.UsesTeachers ? [TeacherLabels.Teacher(cache, n)] : [], student, run.Objective,
+                trainX, trainY, run.Blends ? blends : imagesOnly, settings.StudentEpochs, LearningRateDecay.Cosine, device, seed: seed + 2);
+            errors[i].Add(Networks.TestErrors(student, data));
+            AnsiConsole.MarkupLine($"  {run.Student} {Markup.Escape(run.Training)}, seed {seed}: {errors[i][^1]} test errors ({clock.Elapsed.TotalMinutes:F1} min)");
+        }
     }
+    var rows = runs.Select((r, i) => new StudentResult(r.Student, r.Training, errors[i])).ToList();
 
-    var table = new Table().AddColumns("model", "training", "test errors (of 10,000)", "gap to teacher closed");
-    table.AddRow("teacher CNN", $"{settings.TeacherEpochs} epochs on 60,000 images", teacherErrors.ToString(CultureInfo.InvariantCulture), "");
+    var table = new Table().AddColumns("model", "training", $"test errors (of 10,000), seeds 1-{settings.Seeds}", "mean ± sd", "gap to teacher closed");
+    table.AddRow("teacher CNN", $"{settings.TeacherEpochs} epochs on 60,000 images", teacherErrors.ToString(CultureInfo.InvariantCulture), "", "");
     foreach (var group in rows.GroupBy(r => r.Student))
     {
-        int alone = group.First().Errors;
-        foreach (var r in group)
+        StudentResult alone = group.First();
+        foreach (StudentResult r in group)
         {
-            string closed = r == group.First() ? "" : ((double)(alone - r.Errors) / (alone - teacherErrors)).ToString("P0", CultureInfo.InvariantCulture);
-            table.AddRow($"MLP {r.Student}", r.Training, r.Errors.ToString(CultureInfo.InvariantCulture), closed);
+            string closed = r == alone ? "" : $"{100 * r.GapClosed(alone, teacherErrors):F0}%";
+            table.AddRow($"MLP {r.Student}", r.Training, string.Join(", ", r.Errors), $"{r.Mean:F0} ± {r.Deviation:F0}", closed);
         }
     }
     AnsiConsole.Write(table);
-    AnsiConsole.MarkupLine($"Students trained {settings.StudentEpochs} epochs each (Adam 1e-3, cosine decay, batch 128); total time {clock.Elapsed.TotalMinutes:F1} min");
+    AnsiConsole.MarkupLine($"Students trained {settings.StudentEpochs} epochs each (Adam 1e-3, cosine decay, batch 128); gap closed is the mean over seeds of " +
+        $"(alone − distilled) / (alone − teacher); total time {clock.Elapsed.TotalMinutes:F1} min");
 
     var plot = new Plot();
     string[] labels = [.. new[] { "teacher" }.Concat(rows.Select(r => $"{r.Student}\n{r.Training.Replace("distilled, ", "")}"))];
-    plot.Add.Bars([teacherErrors, .. rows.Select(r => (double)r.Errors)]);
+    Bar[] bars = [new Bar { Position = 0, Value = teacherErrors }, .. rows.Select((r, i) => new Bar { Position = i + 1, Value = r.Mean, Error = r.Deviation })];
+    plot.Add.Bars(bars);
     plot.Axes.Bottom.SetTicks(Enumerable.Range(0, labels.Length).Select(i => (double)i).ToArray(), labels);
-    plot.YLabel("test errors (of 10,000)");
+    plot.YLabel($"test errors (of 10,000), mean ± sd of {settings.Seeds} seed(s)");
     plot.Title("Fashion-MNIST: teacher, students alone and distilled");
     string path = Path.Combine(output, "test-errors.png");
     plot.SavePng(path, 1100, 500);
     AnsiConsole.MarkupLine($"Plot: {Markup.Escape(path)}");
 
-    bool ok = rows.GroupBy(r => r.Student).All(g => g.Skip(1).All(r => r.Errors < g.First().Errors));
+    bool ok = rows.GroupBy(r => r.Student).All(g => g.Skip(1).All(r => r.Mean < g.First().Mean));
     if (!ok) AnsiConsole.MarkupLine("[red]A distilled student did not beat the same student trained alone.[/]");
     return ok ? 0 : 2;
 }
