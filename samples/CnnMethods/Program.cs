@@ -9,18 +9,30 @@ using Spectre.Console;
 var dataOption = new Option<string>("--data") { Description = "Folder with the four Fashion-MNIST IDX files.", DefaultValueFactory = _ => FashionMnistData.DebianFolder };
 var outputOption = new Option<string>("--output") { Description = "Folder for the table, the teacher and its cached logits.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "cnn-methods") };
 var quickOption = new Option<bool>("--quick") { Description = "Every method once on a few thousand images (under two minutes)." };
-var root = new RootCommand("Distillation methods compared on Fashion-MNIST with a CNN teacher and student.") { dataOption, outputOption, quickOption };
+var epochsOption = new Option<int?>("--epochs") { Description = "Student epochs for every method (default 10; 2 with --quick)." };
+var methodsOption = new Option<string[]>("--methods")
+{
+    Description = $"Only these methods, besides CE alone (the baseline): {string.Join(", ", Methods.All.Select(m => m.Key))}.",
+    AllowMultipleArgumentsPerToken = true,
+};
+var root = new RootCommand("Distillation methods compared on Fashion-MNIST with a CNN teacher and student.") { dataOption, outputOption, quickOption, epochsOption, methodsOption };
 root.SetAction(parse =>
 {
     try
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132;
         Settings settings = parse.GetValue(quickOption) ? Settings.Quick : Settings.Full;
+        if (parse.GetValue(epochsOption) is int epochs)
+        {
+            if (epochs < 1) throw new ArgumentException($"--epochs must be at least 1; got {epochs}.");
+            settings = settings with { StudentEpochs = epochs };
+        }
+        IReadOnlyList<Method> methods = Methods.Select(parse.GetValue(methodsOption) ?? []);
         string output = parse.GetValue(outputOption)!;
         var benchmark = new Benchmark(FashionMnistData.Load(parse.GetValue(dataOption)!), settings, output);
-        var (teacherErrors, teacherParameters, studentParameters, results) = benchmark.Run(Methods.All);
+        var (teacherErrors, teacherParameters, studentParameters, results) = benchmark.Run(methods);
         string table = Benchmark.Table(teacherErrors, teacherParameters, studentParameters, results, settings);
-        File.WriteAllText(Path.Combine(output, "results.md"), table);
+        File.WriteAllText(Path.Combine(output, $"results-{settings.StudentEpochs}epochs.md"), table);
         AnsiConsole.WriteLine(table);
         return 0;
     }
