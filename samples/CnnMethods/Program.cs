@@ -22,17 +22,19 @@ root.SetAction(parse =>
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 132;
         Settings settings = parse.GetValue(quickOption) ? Settings.Quick : Settings.Full;
+        string resultsFile = "results.md";
         if (parse.GetValue(epochsOption) is int epochs)
         {
             if (epochs < 1) throw new ArgumentException($"--epochs must be at least 1; got {epochs}.");
             settings = settings with { StudentEpochs = epochs };
+            resultsFile = $"results-{epochs}epochs.md"; // beside, not over, the default schedule's table
         }
         IReadOnlyList<Method> methods = Methods.Select(parse.GetValue(methodsOption) ?? []);
         string output = parse.GetValue(outputOption)!;
         var benchmark = new Benchmark(FashionMnistData.Load(parse.GetValue(dataOption)!), settings, output);
         var (teacherErrors, teacherParameters, studentParameters, results) = benchmark.Run(methods);
         string table = Benchmark.Table(teacherErrors, teacherParameters, studentParameters, results, settings);
-        File.WriteAllText(Path.Combine(output, $"results-{settings.StudentEpochs}epochs.md"), table);
+        File.WriteAllText(Path.Combine(output, resultsFile), table);
         AnsiConsole.WriteLine(table);
         return 0;
     }
