@@ -21,7 +21,8 @@ internal static class TeacherLabels
         TeacherCache cache = TeacherCache.Open(path);
         if (cache.Examples == expected && cache.Content == TeacherCacheContent.Float32Values) return cache;
         cache.Dispose();
-        throw new InvalidDataException($"{path} holds {cache.Examples:N0} examples; this run needs {expected:N0} ({views.Views} views of {images.shape[0]:N0} images). Delete it to label again.");
+        throw new InvalidDataException($"{path} holds {cache.Examples:N0} examples ({cache.Content}); this run needs {expected:N0} ({views.Views} views of " +
+            $"{images.shape[0]:N0} images) as {TeacherCacheContent.Float32Values}. Delete it to label again.");
     }
 
     /// <summary>The cached teacher: a batch's logits are the cache rows of its view and image rows.</summary>
