@@ -124,6 +124,7 @@ public sealed class DistillationTrainer<TInput>
             bool any = false;
             while (run.Step < totalSteps && !control.ShouldStop)
             {
+                run.BeforeNextMicroBatch();
                 bool more = batches.MoveNext();
                 if (more)
                 {

@@ -50,16 +50,22 @@ internal sealed class TrainingRun
     /// <summary>Notes the rows of the epoch's first micro-batch.</summary>
     public void SawMicroBatch(long? rows) => EpochFirstRows ??= rows;
 
+    /// <summary>
+    /// Called before the next micro-batch is drawn from the data: once the micro-batches the interrupted run had
+    /// consumed are replayed, the RNG is restored here — before the data produces the first new micro-batch, because
+    /// data generated lazily (a <c>yield</c> iterator drawing from torch's RNG) draws it while producing the batch.
+    /// </summary>
+    public void BeforeNextMicroBatch()
+    {
+        if (MicroBatchesIntoEpoch >= _skipInEpoch) FinishResume();
+    }
+
     /// <summary>True when the interrupted run had already trained on this micro-batch of the epoch: skip it.</summary>
     public bool AlreadyConsumed()
     {
-        if (MicroBatchesIntoEpoch < _skipInEpoch)
-        {
-            MicroBatchesIntoEpoch++;
-            return true;
-        }
-        FinishResume();
-        return false;
+        if (MicroBatchesIntoEpoch >= _skipInEpoch) return false;
+        MicroBatchesIntoEpoch++;
+        return true;
     }
 
     /// <summary>After the replayed micro-batches: the RNG continues exactly where the interrupted run left it.</summary>

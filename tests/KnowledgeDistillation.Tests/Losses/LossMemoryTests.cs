@@ -5,7 +5,6 @@ using static TorchSharp.torch;
 namespace KnowledgeDistillation.Tests.Losses;
 
 /// <summary>Repeated forward and backward passes inside a dispose scope leave no managed tensor alive.</summary>
-[Collection(TensorCountCollection.Name)]
 public class LossMemoryTests
 {
     [Fact]
@@ -30,29 +29,10 @@ public class LossMemoryTests
             total.backward();
         }
         Step(); // warm-up: first use creates lazily-initialised state (e.g. gradient buffers)
-        TensorCountCollection.FinaliseEarlierGarbage();
-        long baseline = Tensor.TotalCount;
+        long baseline = OwnedTensors.Live;
 
         for (int i = 0; i < 50; i++) Step();
 
-        Tensor.TotalCount.Should().Be(baseline);
-    }
-}
-
-/// <summary>Tests that read the process-wide live tensor count must not run beside tests that create tensors.</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class TensorCountCollection
-{
-    public const string Name = "Process-wide tensor count";
-
-    /// <summary>
-    /// Finalises the undisposed tensors earlier tests left behind, so that they cannot be collected mid-measurement
-    /// and lower the count under a test. Call it before taking a baseline.
-    /// </summary>
-    public static void FinaliseEarlierGarbage()
-    {
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect();
+        OwnedTensors.Live.Should().Be(baseline);
     }
 }

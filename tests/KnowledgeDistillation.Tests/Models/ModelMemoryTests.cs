@@ -6,7 +6,6 @@ using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Tests.Models;
 
-[Collection(Losses.TensorCountCollection.Name)]
 public class ModelMemoryTests
 {
     [Fact]
@@ -26,11 +25,10 @@ public class ModelMemoryTests
             captured.Forward(x, OutputRequest.LogitsOnly);
         }
         Step();
-        Losses.TensorCountCollection.FinaliseEarlierGarbage();
-        long baseline = Tensor.TotalCount;
+        long baseline = OwnedTensors.Live;
 
         for (int i = 0; i < 20; i++) Step();
 
-        Tensor.TotalCount.Should().Be(baseline);
+        OwnedTensors.Live.Should().Be(baseline);
     }
 }

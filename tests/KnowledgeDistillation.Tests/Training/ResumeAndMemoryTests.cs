@@ -7,7 +7,7 @@ using static KnowledgeDistillation.Tests.Training.TrainingFixtures;
 
 namespace KnowledgeDistillation.Tests.Training;
 
-[Collection(Losses.TensorCountCollection.Name)]
+[Collection(GlobalRngCollection.Name)]
 public class ResumeAndMemoryTests
 {
     private const long Steps = 14;
@@ -58,6 +58,54 @@ public class ResumeAndMemoryTests
         Directory.GetDirectories(interrupted.Path).Select(Path.GetFileName).Should().BeEquivalentTo("checkpoint-6", "checkpoint-14");
     }
 
+    /// <summary>Data made while it is read: each micro-batch is drawn from torch's RNG when the trainer asks for it.</summary>
+    private static IEnumerable<DistillationBatch<Tensor>> GeneratedLazily(nn.Module<Tensor, Tensor> teacher, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            Tensor x = randn(16, Features);
+            Tensor y;
+            using (no_grad()) y = teacher.call(x).argmax(-1);
+            yield return new DistillationBatch<Tensor>(x, y);
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 3)]
+    [InlineData(2, 3)]
+    [InlineData(2, 4)] // the checkpoint closes the first epoch: resume starts the next one
+    public void A_resumed_run_over_lazily_generated_data_and_dropout_reaches_the_same_weights_bit_for_bit(int accumulation, long cancelAt)
+    {
+        var teacher = Teacher();
+        using var straight = new TemporaryFolder();
+        using var interrupted = new TemporaryFolder();
+        DistillationTrainer<Tensor> Make(nn.Module<Tensor, Tensor> student, string folder, string? resume) =>
+            new(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(student),
+                DistillationObjective.Create().SoftTargets(0.7, temperature: 2).HardTargets(0.3).Build(),
+                Options(9, o =>
+                {
+                    o.GradientAccumulationSteps = accumulation;
+                    o.CheckpointDirectory = folder;
+                    o.ResumeFrom = resume;
+                }));
+        Func<int, IEnumerable<DistillationBatch<Tensor>>> data = _ => GeneratedLazily(teacher, 4 * accumulation);
+
+        manual_seed(7);
+        var uninterruptedStudent = Student(seed: 1, dropout: 0.4);
+        Make(uninterruptedStudent, straight.Path, null).Train(data);
+        manual_seed(7);
+        var firstStudent = Student(seed: 1, dropout: 0.4);
+        using var cancel = new CancellationTokenSource();
+        Make(firstStudent, interrupted.Path, null).Train(data, callbacks: [new CancelAt(cancelAt, cancel)], cancellationToken: cancel.Token)
+            .Steps.Should().Be(cancelAt);
+        manual_seed(12345); // whatever the RNG holds before the resume, the checkpoint's state must replace it
+        var resumedStudent = Student(seed: 999, dropout: 0.4);
+        Make(resumedStudent, interrupted.Path, "latest").Train(data).Steps.Should().Be(9);
+
+        SameWeights(Snapshot(resumedStudent), Snapshot(uninterruptedStudent)).Should().BeTrue(
+            "the batch after the checkpoint must be generated from the RNG state the interrupted run had at that point");
+    }
+
     [Fact]
     public void Resuming_latest_skips_a_newer_checkpoint_folder_whose_files_a_power_loss_left_incomplete()
     {
@@ -81,7 +129,6 @@ public class ResumeAndMemoryTests
     [Fact]
     public void No_tensor_leaks_between_step_10_and_step_200()
     {
-        Losses.TensorCountCollection.FinaliseEarlierGarbage();
         var teacher = Teacher();
         var counts = new Dictionary<long, long>();
         var trainer = new DistillationTrainer<Tensor>(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(Student(dropout: 0.2)),
@@ -91,6 +138,26 @@ public class ResumeAndMemoryTests
         trainer.Train(Data(teacher, 6, 16, 12), callbacks: [new CountAt(counts, 10, 200)]);
 
         counts[200].Should().Be(counts[10]);
+    }
+
+    [Fact]
+    public void The_leak_count_sees_a_tensor_leaked_each_step_even_after_the_collector_finalises_it()
+    {
+        var teacher = Teacher();
+        var counts = new Dictionary<long, long>();
+        var trainer = new DistillationTrainer<Tensor>(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(Student()),
+            DistillationObjective.Create().SoftTargets(1).Build(), Options(40));
+
+        trainer.Train(Data(teacher, 4, 8, 12), callbacks: [new LeakOneTensorPerStep(), new CountAt(counts, 10, 40)]);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+
+        (counts[40] - counts[10]).Should().Be(30, "the control for the leak test above: a real leak must show");
+    }
+
+    private sealed class LeakOneTensorPerStep : IDistillationCallback
+    {
+        public void OnStepEnd(StepReport report, TrainerControl control) => _ = zeros(1);
     }
 
     private sealed class CancelAt(long step, CancellationTokenSource source) : IDistillationCallback
@@ -105,7 +172,7 @@ public class ResumeAndMemoryTests
     {
         public void OnStepEnd(StepReport report, TrainerControl control)
         {
-            if (steps.Contains(report.Step)) counts[report.Step] = Tensor.TotalCount;
+            if (steps.Contains(report.Step)) counts[report.Step] = OwnedTensors.Live;
         }
     }
 }

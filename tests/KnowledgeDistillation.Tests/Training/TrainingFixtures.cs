@@ -25,7 +25,10 @@ internal static class TrainingFixtures
             : nn.Sequential(nn.Linear(Features, 16), nn.ReLU(), nn.Linear(16, Classes));
     }
 
-    /// <summary>Batches of inputs labelled by the teacher's argmax (detached from any scope: they live for the test).</summary>
+    /// <summary>
+    /// Batches of inputs labelled by the teacher's argmax. The inputs and labels outlive the scope (they live for the
+    /// test); the teacher's logits are disposed here, so no garbage is left for the finaliser to collect mid-test.
+    /// </summary>
     public static List<DistillationBatch<Tensor>> Data(nn.Module<Tensor, Tensor> teacher, int batches, int batchSize, int seed)
     {
         manual_seed(seed);
@@ -33,9 +36,10 @@ internal static class TrainingFixtures
         using var noGrad = no_grad();
         for (int i = 0; i < batches; i++)
         {
-            Tensor x = randn(batchSize, Features).DetachFromDisposeScope();
-            Tensor y = teacher.call(x).argmax(-1).DetachFromDisposeScope();
-            result.Add(new DistillationBatch<Tensor>(x, y));
+            using var scope = NewDisposeScope();
+            Tensor x = randn(batchSize, Features);
+            Tensor y = teacher.call(x).argmax(-1);
+            result.Add(new DistillationBatch<Tensor>(x.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope()));
         }
         return result;
     }
