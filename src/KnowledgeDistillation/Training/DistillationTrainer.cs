@@ -393,7 +393,9 @@ public sealed class DistillationTrainer<TInput>
         if (_options.CheckpointDirectory is null) return;
         foreach (string stale in Checkpoints.RemoveIncompleteWrites(_options.CheckpointDirectory))
         {
-            _logger.LogWarning("Removed {Folder}: a checkpoint write that an earlier run did not finish", stale);
+            _logger.LogWarning(stale.Contains(CheckpointStore.AsideMarker, StringComparison.Ordinal)
+                ? "Resolved {Folder}: a checkpoint set aside by a write of the same step that an earlier run did not finish (put back unless the new one was in place)"
+                : "Removed {Folder}: a checkpoint write that an earlier run did not finish", stale);
         }
     }
 

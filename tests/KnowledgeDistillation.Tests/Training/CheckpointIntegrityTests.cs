@@ -196,6 +196,50 @@ public sealed class CheckpointIntegrityTests : IDisposable
     }
 
     [Fact]
+    public void A_crash_while_a_checkpoint_of_the_same_step_is_replaced_loses_neither_and_the_next_start_puts_the_old_one_back()
+    {
+        // Resuming from step 6 passes step 12 again, whose checkpoint exists: the write replaces it. Crash in the middle.
+        byte[] before = File.ReadAllBytes(Path.Combine(CheckpointPath(12), "student.dat"));
+        CheckpointStore.CrashPoint = (point, step) =>
+        {
+            if (point == CheckpointWritePoint.PreviousMovedAside && step == 12) throw new SimulatedCrash();
+        };
+        try
+        {
+            FluentActions.Invoking(() => Trainer(Student(seed: 81, dropout: 0.2), _folder.Path, CheckpointPath(6)).Train(_batches))
+                .Should().Throw<SimulatedCrash>();
+        }
+        finally
+        {
+            CheckpointStore.CrashPoint = null;
+        }
+        Directory.Exists(CheckpointPath(12)).Should().BeFalse("the crash came between setting the old folder aside and renaming the new one in");
+
+        var logger = new RecordingLogger();
+        IReadOnlyList<string> handled = Checkpoints.RemoveIncompleteWrites(_folder.Path);
+
+        handled.Should().ContainSingle(p => Path.GetFileName(p).StartsWith(".checkpoint-12.old-", StringComparison.Ordinal));
+        Checkpoints.Verify(CheckpointPath(12)).IsValid.Should().BeTrue();
+        File.ReadAllBytes(Path.Combine(CheckpointPath(12), "student.dat")).Should().Equal(before);
+        Directory.GetDirectories(_folder.Path, ".checkpoint-*").Should().BeEmpty();
+        var resumed = Student(seed: 82, dropout: 0.2);
+        Trainer(resumed, _folder.Path, CheckpointPath(12), logger: logger).Train(_batches).Steps.Should().Be(Steps);
+        SameWeights(Snapshot(resumed), _weightsAt[14]).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_checkpoint_of_the_same_step_written_again_replaces_the_old_one_and_leaves_no_set_aside_folder()
+    {
+        Trainer(Student(seed: 83, dropout: 0.2), _folder.Path, CheckpointPath(6)).Train(_batches).Steps.Should().Be(Steps);
+
+        Checkpoints.List(_folder.Path).Select(c => c.Step).Should().Equal(6, 12, 14);
+        Directory.GetDirectories(_folder.Path, ".checkpoint-*").Should().BeEmpty();
+        Checkpoints.Verify(CheckpointPath(12)).IsValid.Should().BeTrue();
+    }
+
+    private sealed class SimulatedCrash : Exception;
+
+    [Fact]
     public void Resuming_with_different_objective_terms_is_an_error_that_changes_nothing()
     {
         var student = Student(seed: 81, dropout: 0.2);

@@ -13,6 +13,22 @@ internal sealed record TrainerState(long Step, int Epoch, long MicroBatchesIntoE
     public static TrainerState Fresh { get; } = new(0, 0, 0, 0, "", "");
 }
 
+/// <summary>Points inside a checkpoint write at which a test can simulate a crash (see <see cref="CheckpointStore.CrashPoint"/>).</summary>
+internal enum CheckpointWritePoint
+{
+    /// <summary>The student's file is written into the temporary folder; nothing else is.</summary>
+    StudentWritten,
+
+    /// <summary>Every file and the manifest are written and flushed; the temporary folder is not renamed yet.</summary>
+    ManifestWritten,
+
+    /// <summary>An earlier checkpoint of the same step was renamed aside; the new one is not in place yet.</summary>
+    PreviousMovedAside,
+
+    /// <summary>The new checkpoint is in place; the set-aside one (if any) and old checkpoints are not deleted yet.</summary>
+    Renamed,
+}
+
 /// <summary>A checkpoint whose every file matched its manifest when it was verified.</summary>
 internal sealed record VerifiedCheckpoint(string Path, CheckpointManifest Manifest, TrainerState State);
 
@@ -30,6 +46,17 @@ internal static class CheckpointStore
     public const string StudentFile = "student.dat", ObjectiveFile = "objective.dat", OptimizerFile = "optimizer.dat", StateFile = "trainer.json";
     public static readonly string[] DataFiles = [StudentFile, ObjectiveFile, OptimizerFile, StateFile];
 
+    /// <summary>Marks the folder name of an earlier checkpoint of the same step while its replacement is renamed into place.</summary>
+    public const string AsideMarker = ".old-";
+
+    /// <summary>
+    /// Called at each <see cref="CheckpointWritePoint"/> of a write on this thread, with the step being written. Tests
+    /// only: the crash harness kills its own process here, so that a kill lands at a chosen point of a write rather than
+    /// by chance. Per thread, so that a test setting it never reaches a trainer of another test running beside it.
+    /// </summary>
+    [ThreadStatic]
+    internal static Action<CheckpointWritePoint, long>? CrashPoint;
+
     public static string Write(string directory, int keep, nn.Module student, nn.Module objective, OptimizerHelper optimizer, TrainerState state,
         CheckpointSettings settings, ILogger logger)
     {
@@ -40,6 +67,7 @@ internal static class CheckpointStore
         try
         {
             student.save(Path.Combine(temporary, StudentFile));
+            CrashPoint?.Invoke(CheckpointWritePoint.StudentWritten, state.Step);
             objective.save(Path.Combine(temporary, ObjectiveFile));
             optimizer.save_state_dict(Path.Combine(temporary, OptimizerFile));
             File.WriteAllBytes(Path.Combine(temporary, StateFile), JsonSerializer.SerializeToUtf8Bytes(state));
@@ -56,9 +84,22 @@ internal static class CheckpointStore
             File.WriteAllBytes(manifestPath, manifest.Serialize());
             Durability.FlushFile(manifestPath);
             Durability.FlushDirectory(temporary);
-            if (Directory.Exists(final)) Directory.Delete(final, recursive: true); // the same step written again (a resumed run's end)
+            CrashPoint?.Invoke(CheckpointWritePoint.ManifestWritten, state.Step);
+            // The same step written again (a run resumed from an older checkpoint passes it again): the earlier folder is
+            // renamed aside, not deleted, until the new one is in place, so a crash in between loses neither. A trainer
+            // that starts puts a set-aside folder back when its step has no checkpoint (RemoveIncompleteWrites).
+            string? aside = null;
+            if (Directory.Exists(final))
+            {
+                aside = Path.Combine(directory, $".{Prefix}{state.Step}{AsideMarker}{Guid.NewGuid():N}");
+                Directory.Move(final, aside);
+                Durability.FlushDirectory(directory);
+                CrashPoint?.Invoke(CheckpointWritePoint.PreviousMovedAside, state.Step);
+            }
             Directory.Move(temporary, final);
             Durability.FlushDirectory(directory);
+            CrashPoint?.Invoke(CheckpointWritePoint.Renamed, state.Step);
+            if (aside is not null) Directory.Delete(aside, recursive: true);
         }
         finally
         {

@@ -71,17 +71,29 @@ public static class Checkpoints
     }
 
     /// <summary>
-    /// Deletes the temporary <c>.checkpoint-{step}.tmp-*</c> folders that a write interrupted by a crash leaves
-    /// behind (a trainer does this when it starts); returns the folders deleted. Never call it while a trainer writes
-    /// into the same folder.
+    /// Cleans up after a write that a crash interrupted (a trainer does this when it starts): deletes the temporary
+    /// <c>.checkpoint-{step}.tmp-*</c> folders, and for each <c>.checkpoint-{step}.old-*</c> folder (a checkpoint set
+    /// aside while a new one of the same step was renamed into place) puts it back as <c>checkpoint-{step}</c> when that
+    /// step has no checkpoint, or deletes it when the new one made it. Returns the folders deleted or put back. Never
+    /// call it while a trainer writes into the same folder.
     /// </summary>
     public static IReadOnlyList<string> RemoveIncompleteWrites(string directory)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         if (!Directory.Exists(directory)) return [];
+        var handled = new List<string>();
+        foreach (string aside in Directory.GetDirectories(directory, "." + CheckpointStore.Prefix + "*" + CheckpointStore.AsideMarker + "*").Order(StringComparer.Ordinal))
+        {
+            string name = Path.GetFileName(aside);
+            string final = Path.Combine(directory, name[1..name.IndexOf(CheckpointStore.AsideMarker, StringComparison.Ordinal)]);
+            if (Directory.Exists(final)) Directory.Delete(aside, recursive: true);
+            else Directory.Move(aside, final);
+            handled.Add(aside);
+        }
         string[] stale = Directory.GetDirectories(directory, "." + CheckpointStore.Prefix + "*.tmp-*");
         foreach (string path in stale) Directory.Delete(path, recursive: true);
-        return stale;
+        handled.AddRange(stale);
+        return handled;
     }
 
     private static CheckpointInfo Describe(string path, long step)
