@@ -147,20 +147,25 @@ public class GenerationTests
         ICausalLanguageModel model = Decoder("llama");
         Tensor prompts = TinyModels.Ids(9, 2, 5, 31);
         using GenerationResult free = TextGeneration.Generate(model, prompts, null, new GenerationOptions { MaxNewTokens = 10 });
-        long[] row0 = free.Completions[0].data<long>().ToArray(), row1 = free.Completions[1].data<long>().ToArray();
-        int eos = (int)row0[3];
-        int end0 = Array.IndexOf(row0, (long)eos), end1 = Array.IndexOf(row1, (long)eos);
+        long[][] rows = [free.Completions[0].data<long>().ToArray(), free.Completions[1].data<long>().ToArray()];
+        int eos = (int)rows[0][3]; // row 0 ends at its fourth new token
 
         using GenerationResult stopped = TextGeneration.Generate(model, prompts, null, new GenerationOptions { MaxNewTokens = 10, EosTokenId = eos, PadTokenId = 30 });
 
-        long[] s0 = stopped.Completions[0].data<long>().ToArray();
-        s0[..(end0 + 1)].Should().Equal(row0[..(end0 + 1)]);
-        s0[(end0 + 1)..].Should().OnlyContain(t => t == 30);
-        bool[] completion0 = stopped.CompletionMask[0].data<bool>().ToArray();
-        completion0[..5].Should().OnlyContain(c => !c, "prompt columns are not completion");
-        completion0[5..].Should().Equal(Enumerable.Range(0, s0.Length).Select(i => i <= end0));
-        stopped.AttentionMask[0].data<bool>().ToArray()[5..].Should().Equal(completion0[5..]);
-        if (end1 < 0) stopped.Completions[1].data<long>().ToArray().Should().Equal(row1[..s0.Length], "a row without the end token runs on");
+        long length = stopped.Completions.shape[1];
+        int[] ends = rows.Select(r => Array.IndexOf(r, (long)eos)).ToArray();
+        length.Should().Be(ends.Any(e => e < 0) ? 10 : ends.Max() + 1, "generation stops when every row has ended, or at MaxNewTokens");
+        for (int row = 0; row < 2; row++)
+        {
+            long[] generated = stopped.Completions[row].data<long>().ToArray();
+            int kept = ends[row] < 0 ? (int)length : ends[row] + 1; // up to and including the end token, or all of a row that never ends
+            generated[..kept].Should().Equal(rows[row][..kept], "row {0} generates what it generates without an end token, up to that token", row);
+            generated[kept..].Where(t => t != 30).Should().BeEmpty("row {0} is padding after its end token", row);
+            bool[] completion = stopped.CompletionMask[row].data<bool>().ToArray();
+            completion[..5].Should().OnlyContain(c => !c, "prompt columns are not completion");
+            completion[5..].Should().Equal(Enumerable.Range(0, (int)length).Select(i => i < kept), "row {0}'s padding is outside the completion mask", row);
+            stopped.AttentionMask[row].data<bool>().ToArray()[5..].Should().Equal(completion[5..], "row {0}'s padding is outside the attention mask", row);
+        }
     }
 
     [Fact]

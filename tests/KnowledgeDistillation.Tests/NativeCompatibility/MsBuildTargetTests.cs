@@ -8,6 +8,7 @@ namespace KnowledgeDistillation.Tests.NativeCompatibility;
 /// MSBuild itself: after a fresh build, after an incremental rebuild that re-copies the original, with the opt-out,
 /// and on a host whose libstdc++ already has the version.
 /// </summary>
+[Trait("Category", "Slow")] // builds consumer projects with MSBuild: about 60 s; .ci/run runs it
 public class MsBuildTargetTests
 {
     private static readonly TimeSpan BuildTimeout = TimeSpan.FromMinutes(3);

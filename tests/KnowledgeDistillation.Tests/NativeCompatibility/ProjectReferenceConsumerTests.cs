@@ -5,6 +5,7 @@ namespace KnowledgeDistillation.Tests.NativeCompatibility;
 /// package's buildTransitive targets nor this repository's Directory.Build.targets reach it) builds and runs a loss
 /// on the real TorchSharp native library.
 /// </summary>
+[Trait("Category", "Slow")] // builds and runs a consumer application: about 20 s; .ci/run runs it
 public class ProjectReferenceConsumerTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);

@@ -11,6 +11,7 @@ using static KnowledgeDistillation.Tests.Training.TrainingFixtures;
 
 namespace KnowledgeDistillation.Tests.Training;
 
+[Collection(GlobalRngCollection.Name)] // two runs are compared bit for bit
 public class DependencyInjectionTests
 {
     private static IConfiguration Json(string json) =>
@@ -50,13 +51,47 @@ public class DependencyInjectionTests
 
         var teacher = Teacher();
         var data = Data(teacher, 6, 8, 9); // before the trainer casts the teacher to bfloat16
-        DistillationTrainer<torch.Tensor> trainer = factory.Create(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(Student()),
+        var student = Student();
+        DistillationTrainer<torch.Tensor> trainer = factory.Create(DistillationModel.FromLogits(teacher), DistillationModel.FromLogits(student),
             DistillationObjective.Create().SoftTargets(1.0).HardTargets(0.5).Build());
-        TrainingResult result = trainer.Train(data);
+        var steps = new StepRecorder();
+        TrainingResult result = trainer.Train(data, callbacks: [steps]);
 
         result.Steps.Should().Be(12);
-        result.LastStep!.Loss.Should().BeGreaterThan(0);
         teacher.parameters().Should().OnlyContain(p => p.dtype == torch.ScalarType.BFloat16, "TeacherPrecision halves the teacher's memory");
+        // The bound schedule, computed here from its definition: 2 warm-up steps to 0.02, then cosine decay over the other 10.
+        double[] expectedRates = Enumerable.Range(0, 12).Select(s => s < 2 ? 0.02 * (s + 1) / 2 : 0.02 * 0.5 * (1 + Math.Cos(Math.PI * (s - 2) / 10.0))).ToArray();
+        steps.Reports.Select(r => r.LearningRate).Should().Equal(expectedRates, (a, e) => Math.Abs(a - e) < 1e-12);
+        steps.Reports.Select(r => r.Rows).Should().OnlyContain(rows => rows == 16, "GradientAccumulationSteps = 2 makes each step two micro-batches of 8");
+        // Every bound field took effect: the same options set in code train the same student bit for bit.
+        var directTeacher = Teacher();
+        var directData = Data(directTeacher, 6, 8, 9);
+        var directStudent = Student();
+        new DistillationTrainer<torch.Tensor>(DistillationModel.FromLogits(directTeacher), DistillationModel.FromLogits(directStudent),
+            DistillationObjective.Create().SoftTargets(1.0).HardTargets(0.5).Build(),
+            new DistillationTrainerOptions
+            {
+                MaxSteps = 12, LearningRate = 0.02, WarmupSteps = 2, Decay = LearningRateDecay.Cosine, GradientAccumulationSteps = 2, MaxGradientNorm = 0.5,
+                Device = "cpu", Seed = 7, NonFiniteLoss = NonFiniteLossPolicy.SkipStep, TeacherPrecision = TeacherPrecision.BFloat16,
+            }).Train(directData);
+        SameWeights(Snapshot(student), Snapshot(directStudent)).Should().BeTrue();
+        // ...and differ from a run with one field changed (the control: the comparison above can fail).
+        var otherStudent = Student();
+        new DistillationTrainer<torch.Tensor>(DistillationModel.FromLogits(Teacher()), DistillationModel.FromLogits(otherStudent),
+            DistillationObjective.Create().SoftTargets(1.0).HardTargets(0.5).Build(),
+            new DistillationTrainerOptions
+            {
+                MaxSteps = 12, LearningRate = 0.02, WarmupSteps = 2, Decay = LearningRateDecay.Cosine, GradientAccumulationSteps = 2, MaxGradientNorm = 0.25,
+                Device = "cpu", Seed = 7, NonFiniteLoss = NonFiniteLossPolicy.SkipStep, TeacherPrecision = TeacherPrecision.BFloat16,
+            }).Train(directData);
+        SameWeights(Snapshot(otherStudent), Snapshot(directStudent)).Should().BeFalse();
+    }
+
+    private sealed class StepRecorder : IDistillationCallback
+    {
+        public List<StepReport> Reports { get; } = [];
+
+        public void OnStepEnd(StepReport report, TrainerControl control) => Reports.Add(report);
     }
 
     [Fact]
