@@ -89,7 +89,11 @@ internal static class LlamaExporter
     /// <summary>weight · x / √(mean(x²) + ε) over the last axis.</summary>
     private static string RmsNorm(OnnxGraph g, string name, string x, Tensor weight, double epsilon)
     {
-        string meanSquare = g.Node("ReduceMean", name + ".mean_square", [g.Node("Mul", name + ".square", [x, x])], Ints("axes", [-1]), Int("keepdims", 1));
+        string square = g.Node("Mul", name + ".square", [x, x]);
+        // ReduceMean's axes are an attribute up to opset 17 and an input from opset 18.
+        string meanSquare = g.Opset >= 18
+            ? g.Node("ReduceMean", name + ".mean_square", [square, g.Longs(name + ".axes", -1)], Int("keepdims", 1))
+            : g.Node("ReduceMean", name + ".mean_square", [square], Ints("axes", [-1]), Int("keepdims", 1));
         string root = g.Node("Sqrt", name + ".root", [g.Node("Add", name + ".plus_eps", [meanSquare, g.Scalar(name + ".eps", (float)epsilon)])]);
         return g.Node("Mul", name, [g.Node("Div", name + ".normalized", [x, root]), g.Weight(name + ".weight", weight)]);
     }

@@ -63,14 +63,19 @@ public static class OnnxExport
         Func<OnnxGraph, string[], (string Logits, List<(string Name, string Value)> Hidden)> emit)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        options ??= new OnnxExportOptions { InputName = "input_ids", OutputName = "logits" };
-        options.Validate();
+        options ??= new OnnxExportOptions();
+        (string inputName, string outputName) = options.Resolve("input_ids", "logits");
+        if (options.HiddenStateLayers.Count > 0)
+        {
+            throw new ArgumentException($"{nameof(OnnxExportOptions.HiddenStateLayers)} names layers of a Sequential export; a transformer export takes hiddenStates: true, " +
+                $"which adds hidden.0 … hidden.L. Got {options.HiddenStateLayers.Count} layer(s): {string.Join(", ", options.HiddenStateLayers)}.", nameof(options));
+        }
         string[] hiddenNames = layers is int count ? [.. Enumerable.Range(0, count + 1).Select(i => $"hidden.{i}")] : [];
-        var graph = new OnnxGraph([options.InputName, .. otherInputs, options.OutputName, .. hiddenNames]);
-        string[] inputs = [.. new[] { options.InputName }.Concat(otherInputs).Select(name => graph.Input(name, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]))];
+        var graph = new OnnxGraph([inputName, .. otherInputs, outputName, .. hiddenNames], options.Opset);
+        string[] inputs = [.. new[] { inputName }.Concat(otherInputs).Select(name => graph.Input(name, TensorProto.Types.DataType.Int64, [-1, -1], ["batch", "sequence"]))];
         (string logits, List<(string Name, string Value)> hidden) result;
         using (no_grad()) result = emit(graph, inputs);
-        graph.Output(result.logits, options.OutputName);
+        graph.Output(result.logits, outputName);
         foreach ((string name, string value) in result.hidden) graph.Output(value, name);
         Write(graph, options, path);
     }
@@ -91,7 +96,7 @@ public static class OnnxExport
         ArgumentNullException.ThrowIfNull(inputShape);
         ArgumentException.ThrowIfNullOrEmpty(path);
         options ??= new OnnxExportOptions();
-        options.Validate();
+        (string inputName, string outputName) = options.Resolve("input", "output");
         if (inputShape.Length == 0 || inputShape.Any(d => d == 0 || d < -1))
         {
             throw new ArgumentException($"inputShape must list positive sizes or -1 (dynamic); got [{string.Join(", ", inputShape)}].", nameof(inputShape));
@@ -107,9 +112,9 @@ public static class OnnxExport
             _ => throw new ArgumentException($"inputType must be Float32 or Int64; got {inputType}.", nameof(inputType)),
         };
 
-        var graph = new OnnxGraph([options.InputName, options.OutputName, .. options.HiddenStateLayers.Select(layer => "hidden." + layer)]);
+        var graph = new OnnxGraph([inputName, outputName, .. options.HiddenStateLayers.Select(layer => "hidden." + layer)], options.Opset);
         string[] dimensionNames = inputShape.Select((_, i) => i == 0 ? "batch" : $"dim_{i}").ToArray();
-        string input = graph.Input(options.InputName, elementType, inputShape, dimensionNames);
+        string input = graph.Input(inputName, elementType, inputShape, dimensionNames);
         var taps = options.HiddenStateLayers.ToDictionary(p => p, _ => (string?)null, StringComparer.Ordinal);
         string last;
         using (no_grad())
@@ -122,7 +127,7 @@ public static class OnnxExport
             string known = string.Join(", ", model.named_modules().Select(m => m.name).Where(n => n.Length > 0).Take(30));
             throw new ArgumentException($"HiddenStateLayers names \"{missing}\", which is not a layer of the model; its layers are: {known}.", nameof(options));
         }
-        graph.Output(last, options.OutputName);
+        graph.Output(last, outputName);
         foreach (string layer in options.HiddenStateLayers) graph.Output(taps[layer]!, "hidden." + layer);
         Write(graph, options, path);
     }
@@ -131,7 +136,7 @@ public static class OnnxExport
     {
         var proto = new ModelProto
         {
-            IrVersion = 8,
+            IrVersion = options.IrVersion,
             ProducerName = options.ProducerName,
             ProducerVersion = typeof(OnnxExport).Assembly.GetName().Version?.ToString() ?? "",
             Graph = graph.Graph,

@@ -15,9 +15,10 @@ internal sealed class OnnxGraph
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
     private readonly HashSet<string> _reserved;
 
-    /// <summary>Starts a graph whose inputs and outputs will carry exactly <paramref name="interfaceNames"/>.</summary>
-    public OnnxGraph(IEnumerable<string> interfaceNames)
+    /// <summary>Starts a graph whose inputs and outputs will carry exactly <paramref name="interfaceNames"/>, for operator set <paramref name="opset"/>.</summary>
+    public OnnxGraph(IEnumerable<string> interfaceNames, int opset)
     {
+        Opset = opset;
         _reserved = new HashSet<string>(StringComparer.Ordinal);
         foreach (string name in interfaceNames)
         {
@@ -26,6 +27,9 @@ internal sealed class OnnxGraph
     }
 
     public GraphProto Graph { get; } = new() { Name = "graph" };
+
+    /// <summary>The operator set the graph is written for: emitters choose an operator's form by it.</summary>
+    public int Opset { get; }
 
     /// <summary>A value name not used yet and not reserved for an input or output, derived from <paramref name="hint"/>.</summary>
     public string Fresh(string hint)
