@@ -130,7 +130,16 @@ public sealed class FusedLinearDistillationLoss : nn.Module
                     Tensor teacher;
                     using (no_grad()) teacher = inputs.TeacherChunk(start, count).detach();
                     Tensor? labels = inputs.Labels?.narrow(0, start, count);
-                    Tensor logits = h.matmul(weightLeaf.t());
+                    Tensor used = h;
+                    if (labels is not null)
+                    {
+                        // Ignored rows are zeroed before the product: a NaN or infinity there would otherwise reach the
+                        // head weight's gradient through 0 · NaN in the matmul's backward pass.
+                        Tensor ignored = labels.eq(loss._divergence.IgnoreIndex).unsqueeze(1);
+                        used = h.masked_fill(ignored, 0);
+                        teacher = teacher.masked_fill(ignored, 0);
+                    }
+                    Tensor logits = used.matmul(weightLeaf.t());
                     Tensor chunkLoss = loss._divergence.forward(logits, teacher, null, labels) * loss.DistillationWeight;
                     if (loss._hard is not null) chunkLoss = chunkLoss + loss._hard.forward(logits, labels!, null) * loss.HardWeight;
                     IList<Tensor> grads = autograd.grad([chunkLoss], [h, weightLeaf], null, false, false, true);
@@ -142,7 +151,7 @@ public sealed class FusedLinearDistillationLoss : nn.Module
             }
             // Mean over kept rows; with none kept every sum is 0, so dividing by max(kept, 1) gives 0.
             Tensor kept = inputs.Labels is null
-                ? tensor((double)rows, dtype: ScalarType.Float64, device: hidden.device)
+                ? tensor((double)Math.Max(rows, 1), dtype: ScalarType.Float64, device: hidden.device)
                 : inputs.Labels.ne(loss._divergence.IgnoreIndex).sum().to(ScalarType.Float64).clamp_min(1);
             Tensor scale = kept.reciprocal();
             gradHidden.mul_(scale.to(hidden.dtype));

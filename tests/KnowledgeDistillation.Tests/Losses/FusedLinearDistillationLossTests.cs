@@ -69,6 +69,49 @@ public class FusedLinearDistillationLossTests
     }
 
     [Fact]
+    public void Zero_rows_give_zero_and_zero_gradients_with_or_without_labels()
+    {
+        using var scope = NewDisposeScope();
+        using var fused = new FusedLinearDistillationLoss(new SoftTargetKLLoss(2.0), chunkRows: 4);
+        foreach (Tensor? labels in new[] { null, zeros(0, dtype: ScalarType.Int64) })
+        {
+            Tensor hidden = zeros(0, 4).requires_grad_(), weight = randn(9, 4).requires_grad_();
+
+            Tensor loss = fused.forward(hidden, weight, zeros(0, 9), labels);
+            loss.backward();
+
+            loss.item<float>().Should().Be(0, "an empty batch contributes nothing, like the unfused loss (labels given: {0})", labels is not null);
+            weight.grad!.abs().max().item<float>().Should().Be(0);
+        }
+    }
+
+    [Fact]
+    public void A_NaN_or_infinity_in_an_ignored_row_reaches_neither_the_loss_nor_any_gradient()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        Tensor hidden = randn(6, 4), weight = randn(9, 4), teacher = randn(6, 9);
+        Tensor labels = tensor(new long[] { 1, -100, 2, 3, -100, 4 });
+        using var fused = new FusedLinearDistillationLoss(new SoftTargetKLLoss(2.0), hardWeight: 0.5, chunkRows: 4);
+        Tensor cleanHidden = hidden.clone().requires_grad_(), cleanWeight = weight.clone().requires_grad_();
+        fused.forward(cleanHidden, cleanWeight, teacher, labels).backward();
+        Tensor poisonedHidden = hidden.clone(), poisonedTeacher = teacher.clone();
+        poisonedHidden[1] = tensor(float.NaN);
+        poisonedHidden[4, 2] = tensor(float.PositiveInfinity);
+        poisonedTeacher[4] = tensor(float.NaN);
+        Tensor h = poisonedHidden.requires_grad_(), w = weight.clone().requires_grad_();
+
+        Tensor loss = fused.forward(h, w, poisonedTeacher, labels);
+        loss.backward();
+
+        float clean = fused.forward(cleanHidden, cleanWeight, teacher, labels).item<float>();
+        loss.item<float>().Should().Be(clean, "ignored rows are dropped, whatever they hold");
+        w.grad!.isfinite().all().item<bool>().Should().BeTrue();
+        RelativeError(w.grad!, cleanWeight.grad!).Should().Be(0);
+        h.grad![tensor(new long[] { 1, 4 })].abs().max().item<float>().Should().Be(0, "an ignored row gets no gradient");
+    }
+
+    [Fact]
     public void Shapes_are_checked_before_any_matrix_product()
     {
         using var fused = new FusedLinearDistillationLoss(new SoftTargetKLLoss(), hardWeight: 0.5);
