@@ -114,6 +114,13 @@ public sealed class DistillationObjective : nn.Module
                         nameof(teachers));
                 }
                 double start = term.Temperature?.ValueAt(0) ?? double.NaN;
+                if (teachers[k].TopKTemperature is double fixedAt && term.Temperature is { IsConstant: false } changing)
+                {
+                    // The cache holds the teacher at one temperature: a schedule would pass construction and fail at the first step it moves.
+                    throw new ArgumentException(
+                        $"Term \"{term.Name}\" has a temperature schedule ({string.Join(" to ", changing.Extremes)}), but teacher {k}'s cache was written at one temperature ({fixedAt}): " +
+                        "a cached teacher needs a constant temperature equal to the cache's.", nameof(teachers));
+                }
                 if (teachers[k].TopKTemperature is double cached && !(Math.Abs(cached - start) <= 1e-9 * cached))
                 {
                     throw new ArgumentException(

@@ -25,6 +25,9 @@ public abstract record Schedule
     /// <summary>The values the schedule passes through at its ends (every value lies between them), for validation.</summary>
     internal virtual IEnumerable<double> Extremes => [ValueAt(0)];
 
+    /// <summary>Whether the value is the same at every step (false when that cannot be known, as for a schedule written elsewhere).</summary>
+    internal virtual bool IsConstant => false;
+
     private static double RequireFinite(double value, string name) =>
         double.IsFinite(value) ? value : throw new ArgumentOutOfRangeException(name, value, $"A schedule's {name} must be a finite number; got {value}.");
 
@@ -35,12 +38,16 @@ public abstract record Schedule
     {
         internal override IEnumerable<double> Extremes => [Value];
 
+        internal override bool IsConstant => true;
+
         public override double ValueAt(long step) => Value;
     }
 
     private sealed record InterpolatedSchedule(double Start, double End, long Steps, bool IsCosine) : Schedule
     {
         internal override IEnumerable<double> Extremes => [Start, End];
+
+        internal override bool IsConstant => Start == End;
 
         public override double ValueAt(long step)
         {

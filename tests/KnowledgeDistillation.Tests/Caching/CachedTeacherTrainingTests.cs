@@ -75,6 +75,14 @@ public class CachedTeacherTrainingTests
         Action wrongTemperature = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create().SoftTargets(1.0, temperature: 4.0).Build(), Options(1));
         wrongTemperature.Should().Throw<ArgumentException>().WithMessage("Term \"soft\" runs at temperature 4 but teacher 0's cache was written at temperature 2*");
 
+        // A schedule that starts at the cache's temperature and moves away from it is refused too, not at its second step.
+        Action scheduled = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()),
+            DistillationObjective.Create().SoftTargets(1.0, temperature: Schedule.Linear(2, 1, 10)).Build(), Options(10));
+        scheduled.Should().Throw<ArgumentException>().WithMessage("Term \"soft\" has a temperature schedule (2 to 1), but teacher 0's cache was written at one temperature (2)*");
+        Action flat = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()),
+            DistillationObjective.Create().SoftTargets(1.0, temperature: Schedule.Linear(2, 2, 10)).Build(), Options(10));
+        flat.Should().NotThrow("a schedule from 2 to 2 is the constant 2");
+
         Action reverse = () => _ = new DistillationTrainer<Indexed>(cached, Adapt(Student()), DistillationObjective.Create().ReverseKL(1.0, temperature: 2.0).Build(), Options(1));
         reverse.Should().Throw<ArgumentException>().WithMessage("Term \"reverse_kl\" needs teacher 0's logits, which provides only TopKTargets*");
 
