@@ -54,7 +54,7 @@ public static class TextGeneration
             RequireLeftPadding(prompt);
             Tensor mask = prompt;
             Tensor positions = mask.to(ScalarType.Int64).cumsum(1).sub(1).clamp_min(0);
-            var generator = new Generator((ulong)options.Seed, device);
+            using var generator = new Generator((ulong)options.Seed, device);
 
             Tensor logits = model.Forward(new TokenBatch(ids, mask) { PositionIds = positions }, OutputRequest.LogitsOnly, cache).Logits.select(1, -1);
             Tensor lastPosition = positions.select(1, -1);

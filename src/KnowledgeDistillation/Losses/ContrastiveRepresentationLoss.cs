@@ -35,7 +35,7 @@ namespace KnowledgeDistillation.Losses;
 /// learned too, as in CRD). RepDistiller weights CRD by 0.8 alongside cross-entropy and KD.
 /// </para>
 /// </remarks>
-public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Tensor, Tensor>
+public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Tensor, Tensor>, IStepOutcomeAware
 {
     private const double Epsilon = 1e-7;
     private readonly Linear student_embedding;
@@ -44,6 +44,8 @@ public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Te
     private readonly Tensor teacher_memory;
     private readonly Tensor normalizers; // [Z_t, Z_s], −1 until the first batch sets them
     private bool _normalizersKnownSet; // saves a host read per step once Z is known to be set (also after loading a checkpoint)
+    private readonly List<(Tensor Positives, Tensor Student, Tensor Teacher)> _pending = []; // bank moves held until the step's outcome is known
+    private bool _deferUpdates;
 
     /// <summary>Creates the loss with RepDistiller's defaults.</summary>
     /// <param name="studentWidth">The student's feature width (features are flattened per example).</param>
@@ -127,9 +129,17 @@ public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Te
         {
             throw new ArgumentException($"negativeIndices must be [N, K] = [{n}, {Negatives}]; got {Shapes.Describe(negativeIndices.shape)}.", nameof(negativeIndices));
         }
+        long w = studentFeatures.shape[1..].Aggregate(1L, (a, b) => a * b), wt = teacherFeatures.shape[1..].Aggregate(1L, (a, b) => a * b);
+        if (w != student_embedding.in_features || wt != teacher_embedding.in_features)
+        {
+            throw new ArgumentException($"The features must flatten to the widths the loss was built for: student {student_embedding.in_features}, teacher {teacher_embedding.in_features}; " +
+                $"got {Shapes.Describe(studentFeatures.shape)} ({w}) and {Shapes.Describe(teacherFeatures.shape)} ({wt}).", w != student_embedding.in_features ? nameof(studentFeatures) : nameof(teacherFeatures));
+        }
+        if (n == 0) return zeros([], dtype: studentFeatures.dtype, device: studentFeatures.device); // an empty batch: no loss, and the banks and Z stay as they are
         Device device = student_memory.device;
-        if (exampleIndices.device_type == DeviceType.CPU) RequireIndices(exampleIndices, "exampleIndices");
-        if (negativeIndices?.device_type == DeviceType.CPU) RequireIndices(negativeIndices, "negativeIndices");
+        // Checked on every device (a host read of the indices): an index past the bank would be a native error or, on a GPU, an assertion.
+        long[] positions = RequireIndices(exampleIndices, "exampleIndices");
+        if (negativeIndices is not null) RequireIndexRange(negativeIndices, "negativeIndices");
 
         using var scope = NewDisposeScope();
         Tensor positives = exampleIndices.to(ScalarType.Int64, device);
@@ -155,10 +165,52 @@ public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Te
 
         using (no_grad())
         {
-            Update(student_memory, positives, vs.detach());
-            Update(teacher_memory, positives, vt.detach());
+            // One bank row per example: when an example occurs twice in a batch its last occurrence moves the row, so the
+            // update is deterministic (index_copy_ with repeated indices is not). Rows with a non-finite embedding are left
+            // as they are, so one bad batch cannot poison the banks for every later one.
+            Tensor keep = LastFiniteOccurrences(positions, vs, vt, device);
+            var update = (positives.index_select(0, keep), vs.detach().index_select(0, keep), vt.detach().index_select(0, keep));
+            if (_deferUpdates) _pending.Add((update.Item1.DetachFromDisposeScope(), update.Item2.DetachFromDisposeScope(), update.Item3.DetachFromDisposeScope()));
+            else Apply(update);
         }
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// In a <c>DistillationTrainer</c> the banks move only when the optimizer step is taken: a step skipped for a
+    /// non-finite loss (<c>NonFiniteLossPolicy.SkipStep</c>) leaves them as they were. Called by the trainer.
+    /// </summary>
+    void IStepOutcomeAware.DeferUntilStepOutcome() => _deferUpdates = true;
+
+    /// <inheritdoc />
+    void IStepOutcomeAware.StepOutcome(bool applied)
+    {
+        using var noGrad = no_grad();
+        foreach (var update in _pending)
+        {
+            if (applied) Apply(update);
+            update.Positives.Dispose();
+            update.Student.Dispose();
+            update.Teacher.Dispose();
+        }
+        _pending.Clear();
+    }
+
+    private void Apply((Tensor Positives, Tensor Student, Tensor Teacher) update)
+    {
+        using var scope = NewDisposeScope();
+        Update(student_memory, update.Positives, update.Student);
+        Update(teacher_memory, update.Positives, update.Teacher);
+    }
+
+    /// <summary>The batch rows whose example occurs for the last time in the batch and whose embeddings are finite.</summary>
+    private static Tensor LastFiniteOccurrences(long[] positions, Tensor vs, Tensor vt, Device device)
+    {
+        bool[] finite = vs.isfinite().all(1).logical_and(vt.isfinite().all(1)).cpu().data<bool>().ToArray();
+        var last = new Dictionary<long, int>();
+        for (int i = 0; i < positions.Length; i++) last[positions[i]] = i;
+        long[] rows = [.. last.Values.Where(i => finite[i]).Order().Select(i => (long)i)];
+        return tensor(rows, dtype: ScalarType.Int64, device: device);
     }
 
     private static Tensor Embed(Linear embedding, Tensor features)
@@ -197,9 +249,22 @@ public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Te
         return draws + draws.ge(positives.unsqueeze(1)).to(ScalarType.Int64);
     }
 
-    private void RequireIndices(Tensor indices, string name)
+    /// <summary>The indices on the host, each checked to lie in [0, n).</summary>
+    private long[] RequireIndices(Tensor indices, string name)
+    {
+        using var scope = NewDisposeScope();
+        long[] values = indices.to(ScalarType.Int64).cpu().data<long>().ToArray();
+        foreach (long value in values)
+        {
+            if (value < 0 || value >= DatasetSize) throw new ArgumentException($"{name} must lie in [0, {DatasetSize}) (the dataset size the loss was built for); found {value}.", name);
+        }
+        return values;
+    }
+
+    private void RequireIndexRange(Tensor indices, string name)
     {
         if (indices.numel() == 0) return;
+        using var scope = NewDisposeScope();
         long low = indices.min().item<long>(), high = indices.max().item<long>();
         if (low < 0 || high >= DatasetSize)
         {

@@ -57,9 +57,15 @@ public sealed class TopKSoftTargetLoss : nn.Module<Tensor, TopKTargets, Tensor>
 
         LossInputs.RequireSameDevice(studentLogits, nameof(studentLogits), teacher.Indices, nameof(teacher));
         LossInputs.RequireSameDevice(studentLogits, nameof(studentLogits), teacher.Probabilities, nameof(teacher));
-        if (teacher.Indices.device_type == DeviceType.CPU && teacher.Indices.numel() > 0 && teacher.Indices.max().item<long>() is long top && top >= studentLogits.shape[^1])
+        if (teacher.Indices.numel() > 0)
         {
-            throw new ArgumentException($"teacher indices must be classes in [0, {studentLogits.shape[^1]}); found {top}.", nameof(teacher));
+            // Checked on every device (one host read): an index past the vocabulary would be a native error or, on a GPU, an assertion.
+            using var check = NewDisposeScope();
+            long[] range = stack([teacher.Indices.min().to(ScalarType.Int64), teacher.Indices.max().to(ScalarType.Int64)]).cpu().data<long>().ToArray();
+            if (range[0] < 0 || range[1] >= studentLogits.shape[^1])
+            {
+                throw new ArgumentException($"teacher indices must be classes in [0, {studentLogits.shape[^1]}); found {(range[0] < 0 ? range[0] : range[1])}.", nameof(teacher));
+            }
         }
 
         using var scope = NewDisposeScope();

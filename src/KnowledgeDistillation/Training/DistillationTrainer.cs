@@ -20,6 +20,7 @@ public sealed class DistillationTrainer<TInput>
     private readonly IReadOnlyList<IDistillationModel<TInput>> _teachers;
     private readonly IModuleModel<TInput> _student;
     private readonly DistillationObjective _objective;
+    private readonly Losses.IStepOutcomeAware[] _stateful;
     private readonly DistillationTrainerOptions _options;
     private readonly ILogger _logger;
     private readonly OptimizerHelper _optimizer;
@@ -75,6 +76,9 @@ public sealed class DistillationTrainer<TInput>
         _student.Module.to(Device);
         _objective.to(Device);
         _trainable = _student.Module.parameters().Concat(_objective.parameters()).Where(p => p.requires_grad).ToArray();
+        // Losses with state of their own (CRD's memory banks) keep a step's change only when the optimizer step is taken.
+        _stateful = _objective.modules().OfType<Losses.IStepOutcomeAware>().ToArray();
+        foreach (Losses.IStepOutcomeAware loss in _stateful) loss.DeferUntilStepOutcome();
         _createOptimizer = optimizer ?? (parameters => optim.AdamW(parameters, options.LearningRate, weight_decay: options.WeightDecay));
         _optimizer = _createOptimizer(_trainable);
     }
@@ -217,6 +221,8 @@ public sealed class DistillationTrainer<TInput>
         int epoch = run.Epoch;
         double learningRate = LearningRateSchedule.At(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.Decay);
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = learningRate;
+        // A step that threw (a bad batch) left its state changes pending: they were never applied and are dropped here.
+        foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: false);
 
         using var stepScope = NewDisposeScope();
         _optimizer.zero_grad(); // inside the scope: zero_grad creates a tensor handle per parameter
@@ -284,6 +290,7 @@ public sealed class DistillationTrainer<TInput>
         if (failedTerm is not null)
         {
             _optimizer.zero_grad();
+            foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: false);
             // The micro-batch's position in its epoch (0-based), counting those the step consumed before it.
             long? position = failedMicroBatch >= 0 ? run.MicroBatchesIntoEpoch + failedMicroBatch : null;
             if (_options.NonFiniteLoss == NonFiniteLossPolicy.Stop) throw new NonFiniteLossException(step, failedTerm, failedValue, epoch, position);
@@ -292,6 +299,7 @@ public sealed class DistillationTrainer<TInput>
             return new StepReport(step + 1, epoch, double.NaN, terms, learningRate, gradientNorm, Skipped: true, totalRows);
         }
         _optimizer.step();
+        foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: true);
         return new StepReport(step + 1, epoch, loss, terms, learningRate, gradientNorm, Skipped: false, totalRows);
     }
 

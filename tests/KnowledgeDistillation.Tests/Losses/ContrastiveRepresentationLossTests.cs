@@ -175,8 +175,93 @@ public class ContrastiveRepresentationLossTests
     }
 
     [Fact]
+    public void An_example_twice_in_a_batch_moves_its_bank_row_once_by_its_last_occurrence()
+    {
+        manual_seed(48);
+        var twice = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 4, embeddingWidth: 5);
+        var once = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 4, embeddingWidth: 5);
+        once.load_state_dict(twice.state_dict());
+        Tensor s = randn(3, 3), t = randn(3, 4), negatives = tensor(new long[,] { { 1, 2, 4, 5 }, { 0, 2, 4, 6 }, { 1, 2, 4, 5 } });
+
+        twice.Forward(s, t, tensor(new long[] { 3, 7, 3 }), negatives);
+        once.Forward(s.narrow(0, 1, 2), t.narrow(0, 1, 2), tensor(new long[] { 7, 3 }), negatives.narrow(0, 1, 2));
+
+        Same(twice.StudentMemory, once.StudentMemory).Should().BeTrue("example 3's row moves by its last occurrence only, whatever the order of writes");
+        Same(twice.TeacherMemory, once.TeacherMemory).Should().BeTrue();
+    }
+
+    [Fact]
+    public void NaN_features_leave_their_bank_rows_as_they_were_so_later_clean_batches_stay_finite()
+    {
+        manual_seed(49);
+        var loss = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 9, embeddingWidth: 5);
+        Tensor s = randn(4, 3), t = randn(4, 4);
+        loss.Forward(s, t, tensor(new long[] { 0, 1, 2, 3 }), null); // sets Z
+        Tensor before = loss.StudentMemory.clone(), teacherBefore = loss.TeacherMemory.clone();
+        Tensor poisoned = s.clone();
+        poisoned[1] = tensor(float.NaN);
+
+        loss.Forward(poisoned, t, tensor(new long[] { 4, 5, 6, 7 }), null);
+
+        Same(loss.StudentMemory[5], before[5]).Should().BeTrue("the NaN row's example keeps its bank row");
+        Same(loss.TeacherMemory[5], teacherBefore[5]).Should().BeTrue();
+        Same(loss.StudentMemory[4], before[4]).Should().BeFalse("the finite rows of the same batch still move theirs");
+        loss.StudentMemory.isfinite().all().item<bool>().Should().BeTrue();
+        loss.Forward(randn(4, 3), randn(4, 4), tensor(new long[] { 5, 6, 8, 9 }), null).isfinite().item<bool>().Should().BeTrue("a clean batch after the bad one is finite");
+    }
+
+    [Fact]
+    public void An_empty_batch_gives_zero_even_first_and_changes_no_bank_or_normaliser()
+    {
+        var loss = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 4, embeddingWidth: 5);
+        Tensor before = loss.StudentMemory.clone();
+
+        Tensor value = loss.Forward(zeros(0, 3), zeros(0, 4), zeros(0, dtype: ScalarType.Int64), null);
+
+        value.item<float>().Should().Be(0);
+        loss.Normalizers.ge(0).any().item<bool>().Should().BeFalse("Z is set by the first non-empty batch");
+        Same(loss.StudentMemory, before).Should().BeTrue();
+    }
+
+    [Fact]
+    public void A_step_the_trainer_skips_for_a_non_finite_loss_leaves_the_banks_where_they_were()
+    {
+        manual_seed(50);
+        var studentNet = nn.Sequential(("body", nn.Linear(6, 5)), ("relu", nn.ReLU()), ("head", nn.Linear(5, 3)));
+        var teacherNet = nn.Sequential(("body", nn.Linear(6, 8)), ("relu", nn.ReLU()), ("head", nn.Linear(8, 3)));
+        using CapturingModel student = DistillationModel.WithCapturedHiddenStates(studentNet, "relu");
+        using CapturingModel teacher = DistillationModel.WithCapturedHiddenStates(teacherNet, "relu");
+        DistillationObjective objective = DistillationObjective.Create()
+            .ContrastiveRepresentation(1.0, (0, 0), studentWidth: 5, teacherWidth: 8, datasetSize: 32, negatives: 8, embeddingWidth: 6)
+            .Term("fails_at_step_2", 1.0, c => c.Step == 2 ? c.Student.Logits.sum() * double.NaN : zeros([]), usesTeachers: false)
+            .Build();
+        Tensor x = randn(32, 6);
+        var batches = Enumerable.Range(0, 4).Select(b => new DistillationBatch<Tensor>(x.narrow(0, b * 8, 8)) { ExampleIndices = arange(b * 8, b * 8 + 8) }).ToList();
+        var crd = objective.modules().OfType<ContrastiveRepresentationLoss>().Single();
+        var banks = new Dictionary<long, Tensor>();
+        var trainer = new DistillationTrainer<Tensor>([teacher], student, objective,
+            new DistillationTrainerOptions { MaxSteps = 4, Device = "cpu", NonFiniteLoss = NonFiniteLossPolicy.SkipStep, LoggingInterval = 100 });
+
+        TrainingResult result = trainer.Train(batches, callbacks: [new BankAt(crd, banks)]);
+
+        result.SkippedSteps.Should().Be(1);
+        Same(banks[3], banks[2]).Should().BeTrue("step 3 (0-based 2) was skipped: its batch must not have moved the banks");
+        Same(banks[2], banks[1]).Should().BeFalse("a step that is taken moves them");
+        Same(banks[4], banks[3]).Should().BeFalse();
+    }
+
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+
+    private sealed class BankAt(ContrastiveRepresentationLoss crd, Dictionary<long, Tensor> banks) : IDistillationCallback
+    {
+        public void OnStepEnd(StepReport report, TrainerControl control) => banks[report.Step] = crd.StudentMemory.clone().DetachFromDisposeScope();
+    }
+
+    [Fact]
     public void Bad_input_names_the_argument_and_the_values()
     {
+        FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, embeddingWidth: 4).Forward(zeros(2, 5), zeros(2, 3), tensor(new long[] { 0, 1 }), null))
+            .Should().Throw<ArgumentException>().WithParameterName("studentFeatures").WithMessage("*student 2, teacher 3*[2, 5] (5)*");
         var loss = new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, embeddingWidth: 4);
         FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 10 }), null)).Should().Throw<ArgumentException>().WithParameterName("exampleIndices").WithMessage("*[0, 10)*10*");
         FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(3, 3), tensor(new long[] { 0, 1 }), null)).Should().Throw<ArgumentException>().WithParameterName("teacherFeatures");

@@ -1,4 +1,5 @@
 using KnowledgeDistillation.Losses;
+using KnowledgeDistillation.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,6 +33,27 @@ public class LossMemoryTests
         long baseline = OwnedTensors.Live;
 
         for (int i = 0; i < 50; i++) Step();
+
+        OwnedTensors.Live.Should().Be(baseline);
+    }
+
+    [Fact]
+    public void Losses_called_outside_any_dispose_scope_leave_only_their_result()
+    {
+        // A loop without a dispose scope (or the first call of one) must not leak the checks' temporaries.
+        var topK = new TopKSoftTargetLoss();
+        var crd = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 4, embeddingWidth: 5);
+        Tensor logits = randn(4, 7), features = randn(4, 3), teacherFeatures = randn(4, 4), indices = tensor(new long[] { 0, 3, 5, 9 });
+        using var targets = new TopKTargets(softmax(randn(4, 4), 1), tensor(new long[,] { { 0, 1, 2 }, { 3, 4, 5 }, { 6, 0, 1 }, { 2, 3, 4 } }), 1.0);
+        topK.forward(logits, targets).Dispose();
+        crd.forward(features, teacherFeatures, indices).Dispose();
+        long baseline = OwnedTensors.Live;
+
+        for (int i = 0; i < 5; i++)
+        {
+            topK.forward(logits, targets).Dispose();
+            crd.forward(features, teacherFeatures, indices).Dispose();
+        }
 
         OwnedTensors.Live.Should().Be(baseline);
     }
