@@ -1,7 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-
+using System.Text.RegularExpressions;
+using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Transformers;
 
 namespace KnowledgeDistillation.Pretrained;
@@ -31,18 +32,10 @@ internal static class HuggingFaceConfig
     {
         string path = Path.Combine(folder, FileName);
         if (!File.Exists(path)) throw new FileNotFoundException($"{folder} has no {FileName}; a pretrained folder needs one.", path);
-        JsonObject root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path} is not a JSON object.");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{path} is not valid JSON: {e.Message}", e);
-        }
+        JsonObject root = JsonFile.ReadObject(path);
         var fields = new Fields(path, root);
         string modelType = fields.String("model_type", null) ?? throw fields.Missing("model_type");
-        string? architecture = (root["architectures"] as JsonArray)?.FirstOrDefault()?.GetValue<string>();
+        string? architecture = fields.FirstString("architectures");
         if (architecture is null)
         {
             if (!ArchitectureOfModelType.TryGetValue(modelType, out architecture))
@@ -62,6 +55,14 @@ internal static class HuggingFaceConfig
             "llama" or "qwen2" or "mistral" => Llama(fields, modelType),
             _ => throw new NotSupportedException($"{path}: model_type \"{modelType}\" does not match the architecture {architecture}."),
         };
+        try
+        {
+            config.Validate(); // here, before any model is built: sizes that cannot be allocated are refused with the file's field names
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{path}: {InFileTerms(e, FieldNames(modelType))}", e);
+        }
         string? dtype = fields.String("torch_dtype", null) ?? fields.String("dtype", null);
         return new PretrainedConfig(architecture, modelType, config, dtype, fields.Notes);
     }
@@ -166,12 +167,46 @@ internal static class HuggingFaceConfig
         };
     }
 
+    /// <summary>The config.json field behind each configuration property, per model type (to name the file's field in errors).</summary>
+    private static IReadOnlyDictionary<string, string> FieldNames(string modelType) => modelType switch
+    {
+        "gpt2" => new Dictionary<string, string>
+        {
+            ["VocabSize"] = "vocab_size", ["ContextLength"] = "n_positions", ["Width"] = "n_embd", ["Layers"] = "n_layer", ["Heads"] = "n_head",
+            ["FeedForwardWidth"] = "n_inner", ["LayerNormEpsilon"] = "layer_norm_epsilon", ["Dropout"] = "resid_pdrop",
+        },
+        "bert" => new Dictionary<string, string>
+        {
+            ["VocabSize"] = "vocab_size", ["ContextLength"] = "max_position_embeddings", ["Width"] = "hidden_size", ["Layers"] = "num_hidden_layers",
+            ["Heads"] = "num_attention_heads", ["FeedForwardWidth"] = "intermediate_size", ["LayerNormEpsilon"] = "layer_norm_eps", ["Dropout"] = "hidden_dropout_prob",
+            ["TypeVocabSize"] = "type_vocab_size", ["NumLabels"] = "id2label (or num_labels)",
+        },
+        _ => new Dictionary<string, string>
+        {
+            ["VocabSize"] = "vocab_size", ["ContextLength"] = "max_position_embeddings", ["Width"] = "hidden_size", ["Layers"] = "num_hidden_layers",
+            ["Heads"] = "num_attention_heads", ["FeedForwardWidth"] = "intermediate_size", ["LayerNormEpsilon"] = "rms_norm_eps", ["Dropout"] = "attention_dropout",
+            ["KeyValueHeads"] = "num_key_value_heads", ["HeadWidth"] = "head_dim", ["RopeTheta"] = "rope_theta", ["SlidingWindow"] = "sliding_window",
+        },
+    };
+
+    /// <summary>A configuration error in the file's own terms: each property name replaced by its config.json field.</summary>
+    private static string InFileTerms(ArgumentException e, IReadOnlyDictionary<string, string> fields)
+    {
+        string message = e.Message;
+        int suffix = message.LastIndexOf(" (Parameter '", StringComparison.Ordinal);
+        if (suffix >= 0) message = message[..suffix];
+        foreach ((string property, string field) in fields) message = Regex.Replace(message, $@"\b{property}\b", field);
+        if (e.ParamName is { } name && fields.TryGetValue(name, out string? named) && !message.Contains(named, StringComparison.Ordinal)) message += $" (field {named})";
+        return message;
+    }
+
     /// <summary>The <c>config.json</c> of <paramref name="config"/> saved as <paramref name="architecture"/>; <paramref name="template"/>'s other fields (token ids, labels) are kept.</summary>
     public static JsonObject Write(TransformerConfig config, string architecture, string dtype, JsonObject? template)
     {
         var root = template is null ? new JsonObject() : (JsonObject)template.DeepClone();
         root["architectures"] = new JsonArray(architecture);
         root["torch_dtype"] = dtype;
+        root["dtype"] = dtype; // the field's name from transformers 4.56 on, read before torch_dtype: both say what was saved
         switch (config)
         {
             case GptConfig g:
@@ -258,6 +293,10 @@ internal static class HuggingFaceConfig
         public bool Bool(string name, bool fallback) => TryGet(name, node => node.GetValue<bool>(), "true or false", out bool value) ? value : fallback;
 
         public string? String(string name, string? fallback) => TryGet(name, node => node.GetValue<string>(), "a string", out string? value) ? value : fallback;
+
+        /// <summary>The first entry of a list of strings (such as <c>architectures</c>), or null when the field is absent or empty.</summary>
+        public string? FirstString(string name) =>
+            TryGet(name, node => node.AsArray().Select(item => item?.GetValue<string>() ?? throw new InvalidOperationException("null entry")).FirstOrDefault(), "a list of strings", out string? value) ? value : null;
 
         public FeedForwardActivation Activation(string name, string fallback)
         {

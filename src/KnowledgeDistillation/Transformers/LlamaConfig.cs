@@ -71,6 +71,17 @@ public sealed record LlamaConfig : TransformerConfig
     protected override bool HeadsMustDivideWidth => HeadWidth == 0;
 
     /// <inheritdoc />
+    internal override double ApproximateParameters
+    {
+        get
+        {
+            double headWidth = HeadWidth == 0 ? Width / (double)Math.Max(Heads, 1) : HeadWidth;
+            double keyValueHeads = KeyValueHeads == 0 ? Heads : KeyValueHeads;
+            return (double)VocabSize * Width * (TieEmbeddings ? 1 : 2) + Layers * BlockParameters(Heads * headWidth, keyValueHeads * headWidth, 3);
+        }
+    }
+
+    /// <inheritdoc />
     public override void Validate()
     {
         base.Validate();

@@ -85,6 +85,34 @@ public abstract record TransformerConfig
         if (HeadsMustDivideWidth && Width % Heads != 0) throw new ArgumentException($"{nameof(Heads)} ({Heads}) must divide {nameof(Width)} ({Width}).", nameof(Heads));
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException($"{nameof(Dropout)} must lie in [0, 1); got {Dropout}.", nameof(Dropout));
         if (!(LayerNormEpsilon > 0)) throw new ArgumentException($"{nameof(LayerNormEpsilon)} must be positive; got {LayerNormEpsilon}.", nameof(LayerNormEpsilon));
+        if (FeedForwardWidth == 0 && Width > int.MaxValue / 4) throw new ArgumentException($"4 × {nameof(Width)} ({Width}) does not fit a feed-forward width; set {nameof(FeedForwardWidth)}.", nameof(Width));
+        RequireMemoryFor(ApproximateParameters);
+    }
+
+    /// <summary>About how many parameters the model has (computed in floating point, so absurd sizes cannot overflow).</summary>
+    internal abstract double ApproximateParameters { get; }
+
+    /// <summary>The parameters of one block with attention width <paramref name="attention"/> and <paramref name="matrices"/> feed-forward matrices.</summary>
+    private protected double BlockParameters(double attention, double keyValue, int matrices) =>
+        (double)Width * attention * 2 + (double)Width * keyValue * 2 + (double)matrices * Width * EffectiveFeedForwardWidthUnchecked + 8.0 * Width;
+
+    private double EffectiveFeedForwardWidthUnchecked => FeedForwardWidth == 0 ? 4.0 * Width : FeedForwardWidth;
+
+    /// <summary>
+    /// Refuses sizes whose float32 parameters alone would not fit this process's memory: libtorch would otherwise start
+    /// allocating them and end the process natively (out of memory, <c>std::bad_alloc</c>) with no exception to catch.
+    /// </summary>
+    private void RequireMemoryFor(double parameters)
+    {
+        double bytes = parameters * 4;
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > available)
+        {
+            throw new ArgumentException(
+                $"These sizes imply about {parameters:0.###e+0} parameters ({bytes / (1L << 30):N1} GiB in float32), more than the {available / (double)(1L << 30):N1} GiB of memory " +
+                $"this process can use: {nameof(VocabSize)} {VocabSize}, {nameof(ContextLength)} {ContextLength}, {nameof(Width)} {Width}, {nameof(Layers)} {Layers}, " +
+                $"{nameof(FeedForwardWidth)} {FeedForwardWidth}. Nothing was allocated.", nameof(Layers));
+        }
     }
 
     /// <summary>Whether <see cref="Validate"/> requires <see cref="Heads"/> to divide <see cref="Width"/> (false where the head width is set separately).</summary>
@@ -111,6 +139,9 @@ public sealed record GptConfig : TransformerConfig
 
     /// <inheritdoc />
     public override double LayerNormEpsilon { get; init; } = 1e-5;
+
+    internal override double ApproximateParameters =>
+        (double)VocabSize * Width * (TieEmbeddings ? 1 : 2) + (double)ContextLength * Width + Layers * BlockParameters(Width, Width, 2);
 }
 
 /// <summary>What a <see cref="BertModel"/> computes on top of its encoder.</summary>
@@ -153,8 +184,12 @@ public sealed record BertConfig : TransformerConfig
     /// <inheritdoc />
     public override void Validate()
     {
-        base.Validate();
         RequirePositive(NumLabels, nameof(NumLabels));
         RequirePositive(TypeVocabSize, nameof(TypeVocabSize));
+        base.Validate();
     }
+
+    internal override double ApproximateParameters =>
+        ((double)VocabSize + ContextLength + TypeVocabSize) * Width + Layers * BlockParameters(Width, Width, 2)
+        + (double)Width * Width + (double)Width * Math.Max(NumLabels, Head == BertHead.MaskedLM ? VocabSize : 0);
 }

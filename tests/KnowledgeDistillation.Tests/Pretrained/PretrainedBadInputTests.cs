@@ -39,7 +39,42 @@ public class PretrainedBadInputTests
         { "qwen2", "set:use_sliding_window=true", "*config.json: use_sliding_window true is not supported for Qwen2*" },
         { "bert-classification", "set:position_embedding_type=\"relative_key\"", "*position_embedding_type \"relative_key\" is not supported*" },
         { "gpt2", "set:model_type=\"t5\"", "*model_type \"t5\" does not match the architecture GPT2LMHeadModel*" },
+        // Values of the right type but impossible: named by the file's field, not the library's property.
+        { "gpt2", "set:n_head=0", "*config.json: n_head must be positive; got 0." },
+        { "gpt2", "set:n_head=-2", "*config.json: n_head must be positive; got -2." },
+        { "gpt2", "set:n_head=3", "*config.json: n_head (3) must divide n_embd (64)." },
+        { "gpt2", "set:n_positions=0", "*config.json: n_positions must be positive; got 0." },
+        { "gpt2", "set:n_inner=-5", "*config.json: n_inner must be 0 (for 4 × n_embd) or positive; got -5." },
+        { "gpt2", "set:layer_norm_epsilon=-1", "*config.json: layer_norm_epsilon must be positive; got -1." },
+        { "gpt2", "set:resid_pdrop=1.5", "*config.json: resid_pdrop must lie in [0, 1); got 1.5." },
+        { "llama", "set:num_key_value_heads=3", "*config.json: num_key_value_heads (3) must divide num_attention_heads (4)." },
+        { "llama", "set:head_dim=-8", "*config.json: head_dim must be 0 (hidden_size / num_attention_heads) or positive; got -8." },
+        { "llama", "set:rope_theta=0", "*config.json: rope_theta must be positive and finite; got 0." },
+        { "llama", "set:rms_norm_eps=0", "*config.json: rms_norm_eps must be positive; got 0." },
+        { "bert-classification", "set:id2label={}", "*config.json: id2label (or num_labels) must be positive; got 0." },
+        { "bert-classification", "set:type_vocab_size=0", "*config.json: type_vocab_size must be positive; got 0." },
+        { "gpt2", "set:architectures=[5]", "*config.json: \"architectures\" must be a list of strings; got [5]." },
+        // Sizes that would end the process natively if libtorch started allocating them.
+        { "gpt2", "set:n_layer=1000000", "*config.json: These sizes imply about *parameters*more than the*n_layer 1000000*Nothing was allocated.*" },
+        { "gpt2", "set:n_embd=1000000000", "*config.json: *n_embd 1000000000*Nothing was allocated.*" },
+        { "gpt2", "set:vocab_size=2147483647", "*config.json: *vocab_size 2147483647*Nothing was allocated.*" },
+        { "llama", "set:hidden_size=1000000000", "*config.json: *hidden_size 1000000000*" },
+        { "llama", "set:intermediate_size=1000000000", "*config.json: *intermediate_size 1000000000*Nothing was allocated.*" },
     };
+
+    [Fact]
+    public void A_config_with_a_property_twice_or_that_is_a_link_to_an_endless_device_names_the_file()
+    {
+        using TemporaryFolder folder = CopyOf("gpt2");
+        string text = File.ReadAllText(folder.PathOf("config.json"));
+        File.WriteAllText(folder.PathOf("config.json"), text.Replace("\"n_layer\"", "\"n_layer\": 7, \"n_layer\"", StringComparison.Ordinal));
+
+        ((Action)(() => PretrainedFolder.Load(folder.Path))).Should().Throw<InvalidDataException>().WithMessage("*config.json gives \"n_layer\" twice; a property must appear once.");
+
+        File.Delete(folder.PathOf("config.json"));
+        File.CreateSymbolicLink(folder.PathOf("config.json"), "/dev/zero");
+        ((Action)(() => PretrainedFolder.Load(folder.Path))).Should().Throw<InvalidDataException>().WithMessage("*config.json is larger than 256 MiB*");
+    }
 
     [Theory]
     [MemberData(nameof(ConfigDamage))]

@@ -124,6 +124,54 @@ public class PretrainedSaveTests
     }
 
     [Fact]
+    public void A_shallower_student_keeps_the_teachers_token_ids_and_labels_but_none_of_its_shape_fields()
+    {
+        using var scope = NewDisposeScope();
+        using var teacherFolder = new TemporaryFolder();
+        using var folder = new TemporaryFolder();
+        foreach (string file in Directory.GetFiles(PretrainedFixtures.Folder("qwen2"))) File.Copy(file, teacherFolder.PathOf(Path.GetFileName(file)));
+        var teacherConfig = (JsonObject)JsonNode.Parse(File.ReadAllText(teacherFolder.PathOf("config.json")))!;
+        // Fields of recent transformers' Qwen2/Qwen3 configs that describe the teacher's depth and precision.
+        teacherConfig["layer_types"] = new JsonArray("full_attention", "full_attention");
+        teacherConfig["max_window_layers"] = 2;
+        teacherConfig["dtype"] = "bfloat16";
+        teacherConfig["id2label"] = new JsonObject { ["0"] = "no", ["1"] = "yes" };
+        File.WriteAllText(teacherFolder.PathOf("config.json"), teacherConfig.ToJsonString());
+        LlamaModel teacher = LlamaModel.FromPretrained(teacherFolder.Path);
+        LlamaModel student = StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = 1 }).Model;
+
+        student.SavePretrained(folder.Path, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
+        teacher.SavePretrained(folder.PathOf("teacher"), new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
+
+        var saved = (JsonObject)JsonNode.Parse(File.ReadAllText(folder.PathOf("config.json")))!;
+        saved.ContainsKey("layer_types").Should().BeFalse("the teacher's two layer types would not fit a one-layer student");
+        saved.ContainsKey("max_window_layers").Should().BeFalse();
+        saved["dtype"]!.GetValue<string>().Should().Be("float32", "the student was saved in float32");
+        saved["num_hidden_layers"]!.GetValue<int>().Should().Be(1);
+        saved["eos_token_id"]!.ToJsonString().Should().Be(teacherConfig["eos_token_id"]!.ToJsonString());
+        JsonNode.DeepEquals(saved["id2label"], teacherConfig["id2label"]).Should().BeTrue("the task's labels carry over");
+        var resaved = (JsonObject)JsonNode.Parse(File.ReadAllText(folder.PathOf("teacher/config.json")))!;
+        resaved["layer_types"]!.AsArray().Should().HaveCount(2, "the teacher saved with its own config keeps every field, for it describes that very shape");
+    }
+
+    [Fact]
+    public void A_masked_LM_BERT_with_a_pooler_saves_no_pooler_weights_as_BertForMaskedLM_has_none()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = new TemporaryFolder();
+        BertModel model = TinyModels.BertModel(config: TinyModels.Bert(pooler: true) with { Head = BertHead.MaskedLM });
+
+        model.SavePretrained(folder.Path);
+
+        SafetensorsFile.ReadHeader(folder.PathOf("model.safetensors")).Entries.Keys.Should().NotContain(k => k.Contains("pooler"));
+        JsonNode.Parse(File.ReadAllText(folder.PathOf("config.json")))!["architectures"]![0]!.GetValue<string>().Should().Be("BertForMaskedLM");
+        BertModel back = BertModel.FromPretrained(folder.Path);
+        using var noGrad = no_grad();
+        Tensor ids = TinyModels.Ids(5, 2, 6, model.Config.VocabSize);
+        back.forward(ids).IsIdenticalTo(model.forward(ids)).Should().BeTrue("the masked-LM head never reads the pooler");
+    }
+
+    [Fact]
     public void Bfloat16_saving_says_so_in_the_config_and_loads_back_within_bfloat16_rounding()
     {
         using var scope = NewDisposeScope();

@@ -119,5 +119,12 @@ public class GptModelTests
             .Should().Throw<ArgumentException>().WithMessage("AttentionMask must have the shape of InputIds, [1, 3]; got [1, 4].*");
         ((Action)(() => new GptModel(TinyModels.Gpt() with { Heads = 5 }))).Should().Throw<ArgumentException>().WithMessage("Heads (5) must divide Width (24).*");
         ((Action)(() => new GptModel(TinyModels.Gpt() with { Dropout = 1 }))).Should().Throw<ArgumentException>().WithMessage("Dropout must lie in [0, 1); got 1.*");
+        // Sizes whose parameters cannot fit in memory are refused before libtorch allocates anything (it would end the process).
+        ((Action)(() => new GptModel(TinyModels.Gpt() with { Layers = 1_000_000, Width = 768, Heads = 12 }))).Should().Throw<ArgumentException>()
+            .WithMessage("These sizes imply about *e+12 parameters*Layers 1000000*Nothing was allocated.*");
+        ((Action)(() => new LlamaModel(new LlamaConfig { VocabSize = 100, Width = 64, Heads = 4, FeedForwardWidth = 1_000_000_000, Layers = 4 }))).Should().Throw<ArgumentException>()
+            .WithMessage("These sizes imply*FeedForwardWidth 1000000000*");
+        ((Action)(() => new BertModel(new BertConfig { VocabSize = 100, Width = 600_000_000, Heads = 1, Layers = 1 }))).Should().Throw<ArgumentException>()
+            .WithMessage("*Width*does not fit a feed-forward width*");
     }
 }
