@@ -131,7 +131,32 @@ public static class SafetensorsFile
             }
             entries[name] = Entry(path, name, node, dataLength);
         }
+        RequireContiguous(path, entries, dataLength);
         return new SafetensorsHeader(entries, metadata);
+    }
+
+    /// <summary>
+    /// As the format's reference reader requires: the entries' byte ranges, in order, tile the data exactly — no two
+    /// share bytes (one range read as two tensors), no gap, nothing after the last.
+    /// </summary>
+    private static void RequireContiguous(string path, Dictionary<string, SafetensorsEntry> entries, long dataLength)
+    {
+        long expected = 0;
+        string? previous = null;
+        foreach ((string name, SafetensorsEntry entry) in entries.OrderBy(e => e.Value.Begin).ThenBy(e => e.Value.End))
+        {
+            if (entry.Begin != expected)
+            {
+                string what = entry.Begin < expected ? $"overlaps {previous}, which ends at byte {expected}" : $"leaves bytes {expected} to {entry.Begin} unused";
+                throw new InvalidDataException($"{path}: the safetensors entry {name} starts at byte {entry.Begin} and {what}; entries must tile the data.");
+            }
+            expected = entry.End;
+            previous = name;
+        }
+        if (expected != dataLength)
+        {
+            throw new InvalidDataException($"{path}: the safetensors entries cover {expected} data bytes, but the file holds {dataLength} after the header.");
+        }
     }
 
     private static SafetensorsEntry Entry(string path, string name, JsonNode? node, long dataLength)
@@ -147,7 +172,15 @@ public static class SafetensorsFile
             {
                 throw Bad($"has data_offsets [{string.Join(", ", offsets)}] outside the {dataLength} data bytes (truncated file?)");
             }
-            long expected = shape.Aggregate(1L, (a, d) => a * d) * size;
+            long expected;
+            try
+            {
+                expected = checked(shape.Aggregate(1L, (a, d) => checked(a * d)) * size);
+            }
+            catch (OverflowException)
+            {
+                throw Bad($"declares {dtype} {Shapes.Describe(shape)}, more bytes than any file holds");
+            }
             if (offsets[1] - offsets[0] != expected)
             {
                 throw Bad($"spans {offsets[1] - offsets[0]} bytes, but {dtype} {Shapes.Describe(shape)} needs {expected}");

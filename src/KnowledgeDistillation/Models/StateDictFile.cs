@@ -54,8 +54,9 @@ public static class StateDictFile
             if (safetensors) SafetensorsFile.ReadHeader(file); // a clear error for a damaged header before PyBridge reads it
             return safetensors ? Safetensors.LoadStateDict(file) : FromPickle(file);
         }
-        catch (Exception e) when (e is not InvalidDataException and not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException && !(e is InvalidDataException && e.Message.StartsWith(file, StringComparison.Ordinal)))
         {
+            // Every failure names the file: a truncated .bin's zip error (itself an InvalidDataException) names none.
             throw new InvalidDataException(
                 $"{file} could not be read as a {(safetensors ? "safetensors" : "PyTorch pickle")} state dict: {e.Message}", e);
         }

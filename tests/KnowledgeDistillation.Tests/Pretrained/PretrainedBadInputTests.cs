@@ -118,6 +118,50 @@ public class PretrainedBadInputTests
     }
 
     [Fact]
+    public void A_float_weight_stored_as_integers_is_refused_rather_than_converted()
+    {
+        using TemporaryFolder folder = CopyOf("gpt2");
+        byte[] bytes = File.ReadAllBytes(folder.PathOf("model.safetensors"));
+        string header = System.Text.Encoding.UTF8.GetString(bytes, 8, (int)BitConverter.ToUInt64(bytes, 0));
+        int at = header.IndexOf("\"transformer.h.0.ln_1.weight\":{\"dtype\":\"F32\"", StringComparison.Ordinal);
+        at.Should().BeGreaterThan(0, "the fixture's header lists h.0.ln_1.weight first with its dtype");
+        // Same length, so the file stays well formed: only the declared type changes.
+        byte[] edited = System.Text.Encoding.UTF8.GetBytes(header.Remove(at, 44).Insert(at, "\"transformer.h.0.ln_1.weight\":{\"dtype\":\"I32\""));
+        edited.CopyTo(bytes, 8);
+        File.WriteAllBytes(folder.PathOf("model.safetensors"), bytes);
+
+        ((Action)(() => PretrainedFolder.Load(folder.Path))).Should().Throw<InvalidDataException>()
+            .WithMessage("*transformer.h.0.ln_1.weight is stored as Int32, but the model's blocks.0.attention_norm.weight is Float32*");
+    }
+
+    [Fact]
+    public void Safetensors_entries_sharing_bytes_or_declaring_an_overflowing_shape_are_refused()
+    {
+        using var folder = new TemporaryFolder();
+        SafetensorsWithHeader(folder.PathOf("shared.safetensors"),
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+        SafetensorsWithHeader(folder.PathOf("gap.safetensors"), "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
+        SafetensorsWithHeader(folder.PathOf("huge.safetensors"), "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}", 0);
+
+        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("shared.safetensors")))).Should().Throw<InvalidDataException>()
+            .WithMessage("*shared.safetensors: the safetensors entry b starts at byte 0 and overlaps a, which ends at byte 8; entries must tile the data.");
+        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("gap.safetensors")))).Should().Throw<InvalidDataException>()
+            .WithMessage("*gap.safetensors: the safetensors entry a starts at byte 4 and leaves bytes 0 to 4 unused*");
+        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("huge.safetensors")))).Should().Throw<InvalidDataException>()
+            .WithMessage("*huge.safetensors: the safetensors entry a declares F32 [4294967296, 4294967296], more bytes than any file holds.");
+    }
+
+    [Fact]
+    public void A_truncated_pytorch_model_bin_names_the_file()
+    {
+        using TemporaryFolder folder = CopyOf("gpt2-bin");
+        byte[] bytes = File.ReadAllBytes(folder.PathOf("pytorch_model.bin"));
+        File.WriteAllBytes(folder.PathOf("pytorch_model.bin"), bytes[..(bytes.Length / 2)]);
+
+        ((Action)(() => PretrainedFolder.Load(folder.Path))).Should().Throw<InvalidDataException>().WithMessage($"{folder.PathOf("pytorch_model.bin")}*");
+    }
+
+    [Fact]
     public void A_safetensors_entry_whose_size_disagrees_with_its_shape_is_named()
     {
         using var scope = NewDisposeScope();

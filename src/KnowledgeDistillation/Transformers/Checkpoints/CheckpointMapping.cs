@@ -73,6 +73,14 @@ internal sealed class CheckpointMapping
                     continue;
                 }
                 used.UnionWith(found!);
+                // A floating-point weight stored as integers (or a buffer of ids stored as floats) is a damaged or mislabelled
+                // file: copy_ would convert the values silently.
+                string? wrongKind = found.FirstOrDefault(n => is_floating_point(checkpoint[n!]) != is_floating_point(target) || (checkpoint[n!].dtype == ScalarType.Bool) != (target.dtype == ScalarType.Bool));
+                if (wrongKind is not null)
+                {
+                    problems.Add($"{wrongKind} is stored as {checkpoint[wrongKind].dtype}, but the model's {name} is {target.dtype}");
+                    continue;
+                }
                 Tensor value = source.Build(found.Select(n => checkpoint[n!]).ToArray());
                 if (!value.shape.SequenceEqual(target.shape))
                 {
