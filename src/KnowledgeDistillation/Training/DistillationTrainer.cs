@@ -176,6 +176,7 @@ public sealed class DistillationTrainer<TInput>
                 if (!more) break;
             }
             if (!any) throw new InvalidOperationException($"The training data for epoch {run.Epoch} is empty.");
+            run.RequireReplayComplete();
             run.FinishResume(); // the checkpoint closed its epoch: no batch followed it, so the RNG is restored here
             if (run.Step < totalSteps && !cancelled && !control.ShouldStop)
             {

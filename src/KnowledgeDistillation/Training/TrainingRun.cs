@@ -68,6 +68,18 @@ internal sealed class TrainingRun
         return true;
     }
 
+    /// <summary>
+    /// Throws when an epoch's data ended before the micro-batches the checkpoint says were consumed had been replayed:
+    /// the data changed since the checkpoint was written, and continuing would train from the wrong position.
+    /// </summary>
+    public void RequireReplayComplete()
+    {
+        if (_resume is null || MicroBatchesIntoEpoch >= _skipInEpoch) return;
+        throw new InvalidOperationException(
+            $"The checkpoint says {_skipInEpoch} micro-batches of epoch {Epoch} had been consumed, but the data of that epoch has only {MicroBatchesIntoEpoch}: " +
+            "the training data changed since the checkpoint was written. Resume with the same data, or start a new run.");
+    }
+
     /// <summary>After the replayed micro-batches: the RNG continues exactly where the interrupted run left it.</summary>
     public void FinishResume()
     {

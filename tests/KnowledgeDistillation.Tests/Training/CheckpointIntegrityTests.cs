@@ -110,6 +110,32 @@ public sealed class CheckpointIntegrityTests : IDisposable
     }
 
     [Theory]
+    [InlineData("MicroBatchesIntoEpoch", 1_000_000_000_000L, "MicroBatchesIntoEpoch is 1000000000000; it must be at most step × GradientAccumulationSteps (28).")]
+    [InlineData("Epoch", 15L, "Epoch is 15; it must be at most the step (14).")]
+    public void An_impossible_position_in_a_resealed_checkpoint_is_refused_before_the_student_is_touched(string field, long value, string message)
+    {
+        string path = Path.Combine(CheckpointPath(14), "trainer.json");
+        var state = JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(File.ReadAllBytes(path))!;
+        var edited = state.ToDictionary(p => p.Key, p => (object)p.Value);
+        edited[field] = value;
+        File.WriteAllBytes(path, JsonSerializer.SerializeToUtf8Bytes(edited));
+        Reseal(CheckpointPath(14)); // every checksum matches: only the ranges can catch it
+
+        Checkpoints.Verify(CheckpointPath(14)).Problem.Should().EndWith(message);
+        ResumeFails(CheckpointPath(14)).Which.Message.Should().Contain("trainer.json").And.Contain(message);
+    }
+
+    [Fact]
+    public void Resuming_with_less_data_than_the_checkpoint_consumed_in_its_epoch_is_an_error_not_a_silent_skip()
+    {
+        // Checkpoint 6 was written 12 micro-batches into a run whose epochs have 8: epoch 1, 4 micro-batches in. Resume with 2 per epoch.
+        var student = Student(seed: 78, dropout: 0.2);
+
+        FluentActions.Invoking(() => Trainer(student, _folder.Path, CheckpointPath(6)).Train(_batches.Take(2).ToList()))
+            .Should().Throw<InvalidOperationException>().WithMessage("The checkpoint says 4 micro-batches of epoch 1 had been consumed, but the data of that epoch has only 2*");
+    }
+
+    [Theory]
     [InlineData("optimizer.dat")]
     [InlineData("objective.dat")]
     [InlineData("student.dat")]

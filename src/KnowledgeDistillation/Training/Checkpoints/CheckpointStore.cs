@@ -129,6 +129,7 @@ internal static class CheckpointStore
         }
         TrainerState state = ReadState(Path.Combine(checkpoint, StateFile));
         if (state.Step != manifest.Step) throw new InvalidDataException($"{Path.Combine(checkpoint, StateFile)} is for step {state.Step}, the manifest for step {manifest.Step}.");
+        RequirePossible(checkpoint, manifest.Settings, state);
         return new VerifiedCheckpoint(checkpoint, manifest, state);
     }
 
@@ -241,6 +242,36 @@ internal static class CheckpointStore
         DecodeRng(state.RngState, path);
         DecodeRng(state.EpochStartRngState, path);
         return state;
+    }
+
+    /// <summary>
+    /// Checksums say a file is the one written, not that what was written is possible: a resealed manifest with an edited
+    /// trainer.json verifies. So every field's range is checked too, alone and against the others.
+    /// </summary>
+    private static void RequirePossible(string checkpoint, CheckpointSettings settings, TrainerState state)
+    {
+        string manifest = Path.Combine(checkpoint, CheckpointManifest.FileName), trainer = Path.Combine(checkpoint, StateFile);
+        void Require(bool ok, string file, string field, object? value, string expected)
+        {
+            if (!ok) throw new InvalidDataException($"{file}: {field} is {value ?? "null"}; it must be {expected}.");
+        }
+        Require(settings.GradientAccumulationSteps >= 1, manifest, "Settings.GradientAccumulationSteps", settings.GradientAccumulationSteps, "at least 1");
+        Require(settings.PlannedSteps >= 0, manifest, "Settings.PlannedSteps", settings.PlannedSteps, "0 or more");
+        Require(settings.MaxSteps is null or >= 0, manifest, "Settings.MaxSteps", settings.MaxSteps, "null or 0 or more");
+        Require(settings.Epochs >= 0, manifest, "Settings.Epochs", settings.Epochs, "0 or more");
+        Require(settings.MicroBatchRows is null or >= 0, manifest, "Settings.MicroBatchRows", settings.MicroBatchRows, "null or 0 or more");
+        Require(double.IsFinite(settings.LearningRate) && settings.LearningRate > 0, manifest, "Settings.LearningRate", settings.LearningRate, "a finite number above 0");
+        Require(settings.WarmupSteps >= 0, manifest, "Settings.WarmupSteps", settings.WarmupSteps, "0 or more");
+        Require(Enum.TryParse<LearningRateDecay>(settings.Decay, out _), manifest, "Settings.Decay", settings.Decay, $"one of {string.Join(", ", Enum.GetNames<LearningRateDecay>())}");
+        Require(double.IsFinite(settings.WeightDecay) && settings.WeightDecay >= 0, manifest, "Settings.WeightDecay", settings.WeightDecay, "a finite number, 0 or more");
+        Require(settings.MaxGradientNorm is null || (double.IsFinite(settings.MaxGradientNorm.Value) && settings.MaxGradientNorm > 0), manifest, "Settings.MaxGradientNorm",
+            settings.MaxGradientNorm, "null or a finite number above 0");
+        Require(settings.ObjectiveTerms is not null && settings.ObjectiveTerms.All(t => !string.IsNullOrEmpty(t)), manifest, "Settings.ObjectiveTerms", "(a list with an empty name)", "a list of term names");
+        // Each epoch so far had at least one step, and the micro-batches of this epoch are at most those of every step taken.
+        Require(state.Epoch <= state.Step, trainer, "Epoch", state.Epoch, $"at most the step ({state.Step})");
+        long mostMicroBatches = state.Step > long.MaxValue / settings.GradientAccumulationSteps ? long.MaxValue : state.Step * settings.GradientAccumulationSteps;
+        Require(state.MicroBatchesIntoEpoch <= mostMicroBatches, trainer, "MicroBatchesIntoEpoch", state.MicroBatchesIntoEpoch,
+            $"at most step × GradientAccumulationSteps ({mostMicroBatches})");
     }
 
     /// <summary>An RNG state of the wrong length would reach libtorch's set_rng_state unchecked (a native abort): check it here.</summary>
