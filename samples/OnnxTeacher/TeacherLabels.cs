@@ -22,7 +22,7 @@ internal static partial class TeacherLabels
         string path = shard.PathFor(cachePath);
         if (File.Exists(path)) return path;
         (long start, long length) = shard.RangeOf(images.shape[0]);
-        Label(teacher, images.narrow(0, start, length), path, $"{name}, shard {shard}");
+        Label(teacher, images.narrow(0, start, length), path, $"{name}, shard {shard}", (shard, images.shape[0]));
         return path;
     }
 
@@ -73,12 +73,14 @@ internal static partial class TeacherLabels
     [GeneratedRegex(@"^\.shard-\d+-of-(\d+)$")]
     private static partial Regex ShardName();
 
-    private static void Label(ResNetTeacher teacher, Tensor images, string path, string name)
+    private static void Label(ResNetTeacher teacher, Tensor images, string path, string name, (TeacherCacheShard Shard, long SetExamples)? part = null)
     {
         long count = images.shape[0];
         var clock = Stopwatch.StartNew();
-        // float32: the stored embeddings are exactly what ONNX Runtime returned (2 KB per image).
-        using TeacherCacheWriter writer = TeacherCacheWriter.ForValues(path, ScalarType.Float32);
+        // float32: the stored embeddings are exactly what ONNX Runtime returned (2 KB per image). The identity names the
+        // teacher, so shards of another teacher's run are never merged with these.
+        using TeacherCacheWriter writer = TeacherCacheWriter.ForValues(path, ScalarType.Float32).WithIdentity("ResNet-18 (ML.NET DnnImageFeaturizer 0.23.1), Pooling395_Output_0");
+        if (part is { } p) writer.ForShard(p.Shard, p.SetExamples);
         AnsiConsole.Progress().Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn()).Start(ctx =>
         {
             ProgressTask task = ctx.AddTask($"ResNet-18 labels {name}", maxValue: count);

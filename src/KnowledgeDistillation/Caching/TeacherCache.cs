@@ -10,8 +10,9 @@ namespace KnowledgeDistillation.Caching;
 /// teacher's k most probable classes at the cache's temperature plus a tail bucket with the remaining mass, as
 /// float16: 4k + 2 bytes per row for vocabularies up to 65,536 classes, instead of 4·C for float32 logits. A values
 /// cache (<see cref="Content"/>) holds the outputs themselves instead, for teachers whose output is an embedding.
-/// Several shard files (written independently, e.g. by different machines) open as one cache whose example
-/// indices run through the shards in the order given. Thread-safe for concurrent reads.
+/// The shards of one set (written independently by <see cref="TeacherCacheWriter.ForShard"/>, e.g. on different
+/// machines) open as one cache. Every file's checksum is verified when it is opened (one read of the file).
+/// Thread-safe for concurrent reads.
 /// </summary>
 public sealed class TeacherCache : IDisposable
 {
@@ -21,13 +22,17 @@ public sealed class TeacherCache : IDisposable
     private TeacherCache(Shard[] shards)
     {
         _shards = shards;
-        _shape = shards[0].Header;
+        _shape = shards.Select(s => s.Header).FirstOrDefault(h => h.HasLayout) ?? shards[0].Header;
         Examples = shards.Sum(s => s.Header.Examples);
     }
 
-    /// <summary>Opens one cache file, or several shards as one cache.</summary>
+    /// <summary>Opens one cache file, or all the shards of one set, in order, as one cache.</summary>
     /// <exception cref="FileNotFoundException">A file is missing.</exception>
-    /// <exception cref="InvalidDataException">A file is not a complete cache, or shards disagree on k, temperature, rows per example or class count.</exception>
+    /// <exception cref="InvalidDataException">
+    /// A file is not a complete, undamaged cache; or the files are not exactly shards 0 … N − 1 of one set, in order
+    /// (a shard missing, repeated or out of place, shards of different sets or identities, a lone shard of several); or
+    /// they disagree on content, k, temperature, rows per example or class count.
+    /// </exception>
     public static TeacherCache Open(params string[] paths)
     {
         ArgumentNullException.ThrowIfNull(paths);
@@ -40,21 +45,51 @@ public sealed class TeacherCache : IDisposable
             {
                 Shard shard = Shard.Open(path, start);
                 shards.Add(shard);
-                TeacherCacheHeader first = shards[0].Header, h = shard.Header;
-                if (h with { Examples = 0 } != first with { Examples = 0 })
-                {
-                    throw new InvalidDataException(
-                        $"Shard {path} ({h.Content}, k {h.K}, T {h.Temperature}, {h.RowsPerExample} rows of {h.Classes} classes) does not match {paths[0]} " +
-                        $"({first.Content}, k {first.K}, T {first.Temperature}, {first.RowsPerExample} rows of {first.Classes} classes).");
-                }
-                start += h.Examples;
+                start += shard.Header.Examples;
             }
+            RequireOneSet(paths, shards.Select(s => s.Header).ToArray());
             return new TeacherCache([.. shards]);
         }
         catch
         {
             shards.ForEach(s => s.Dispose());
             throw;
+        }
+    }
+
+    /// <summary>The files must be shards 0 … N − 1 of N, in order, of one set of examples, with one identity and one layout.</summary>
+    private static void RequireOneSet(string[] paths, TeacherCacheHeader[] headers)
+    {
+        for (int i = 0; i < headers.Length; i++)
+        {
+            TeacherCacheHeader h = headers[i];
+            if (h.ShardCount != headers.Length || h.ShardIndex != i)
+            {
+                string given = headers.Length == 1 ? "alone" : $"as file {i} of {headers.Length}";
+                throw new InvalidDataException(
+                    $"{paths[i]} is shard {h.ShardIndex} of {h.ShardCount}, given {given}: open all {h.ShardCount} shards of the set, in order " +
+                    "(TeacherCacheShard.PathsFor), or the merged cache.");
+            }
+            if (h.SetExamples != headers[0].SetExamples || !h.Identity.AsSpan().SequenceEqual(headers[0].Identity))
+            {
+                throw new InvalidDataException(
+                    $"{paths[i]} is a shard of {(h.SetExamples != headers[0].SetExamples ? $"a set of {h.SetExamples} examples" : "another identity")}, " +
+                    $"{paths[0]} of {(h.SetExamples != headers[0].SetExamples ? $"a set of {headers[0].SetExamples}" : "another")}: the shards come from different labelling runs.");
+            }
+        }
+        TeacherCacheHeader[] laid = headers.Where(h => h.HasLayout).ToArray();
+        int first = Array.FindIndex(headers, h => h.HasLayout);
+        for (int i = 0; i < headers.Length; i++)
+        {
+            TeacherCacheHeader h = headers[i];
+            bool differs = h.HasLayout ? h.Layout != laid[0].Layout : h.Content != headers[0].Content || (h.Content == TeacherCacheContent.TopKProbabilities && (h.K != headers[0].K || h.Temperature != headers[0].Temperature));
+            if (differs && first >= 0)
+            {
+                TeacherCacheHeader f = laid[0];
+                throw new InvalidDataException(
+                    $"Shard {paths[i]} ({h.Content}, k {h.K}, T {h.Temperature}, {h.RowsPerExample} rows of {h.Classes} classes) does not match {paths[first]} " +
+                    $"({f.Content}, k {f.K}, T {f.Temperature}, {f.RowsPerExample} rows of {f.Classes} classes).");
+            }
         }
     }
 
@@ -138,21 +173,36 @@ public sealed class TeacherCache : IDisposable
         ArgumentNullException.ThrowIfNull(shards);
         if (shards.Count == 0) throw new ArgumentException("Give at least one shard file.", nameof(shards));
         TeacherCacheHeader merged;
-        using (TeacherCache check = Open([.. shards])) merged = check._shape with { Examples = check.Examples };
+        using (TeacherCache check = Open([.. shards]))
+        {
+            merged = check._shape with
+            {
+                Examples = check.Examples, ShardIndex = 0, ShardCount = 1, SetStart = 0, SetExamples = check.Examples, Identity = check._shards[0].Header.Identity,
+            };
+        }
 
         string target = Path.GetFullPath(destination), partial = target + ".partial";
         Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         try
         {
             using (var output = new FileStream(partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var body = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256))
             {
-                output.Write(merged.ToBytes());
+                output.Write(new byte[TeacherCacheHeader.Size]);
+                var buffer = new byte[1 << 20];
                 foreach (string shard in shards)
                 {
                     using FileStream input = File.OpenRead(shard);
                     input.Position = TeacherCacheHeader.Size;
-                    input.CopyTo(output);
+                    int read;
+                    while ((read = input.Read(buffer, 0, buffer.Length)) > 0)
+                    {
+                        output.Write(buffer, 0, read);
+                        body.AppendData(buffer, 0, read);
+                    }
                 }
+                output.Position = 0;
+                output.Write(merged.ToBytes(body.GetHashAndReset()));
                 output.Flush(flushToDisk: true);
             }
             File.Move(partial, target, overwrite: true);
@@ -217,10 +267,7 @@ public sealed class TeacherCache : IDisposable
         public static Shard Open(string path, long start)
         {
             if (!File.Exists(path)) throw new FileNotFoundException($"Teacher cache {path} does not exist.", path);
-            long length = new FileInfo(path).Length;
-            var headerBytes = new byte[TeacherCacheHeader.Size];
-            using (FileStream stream = File.OpenRead(path)) stream.ReadAtLeast(headerBytes, headerBytes.Length, throwOnEndOfStream: false);
-            TeacherCacheHeader header = TeacherCacheHeader.Parse(headerBytes, path, length);
+            TeacherCacheHeader header = TeacherCacheHeader.Read(path);
             MemoryMappedFile file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
             return new Shard(file, file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read), header, start);
         }

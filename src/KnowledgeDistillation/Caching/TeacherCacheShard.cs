@@ -53,7 +53,7 @@ public readonly record struct TeacherCacheShard
     /// <list type="bullet">
     /// <item><c>KD_SHARD=i/N</c>, set by hand or by any scheduler;</item>
     /// <item>Kubernetes Indexed Jobs: <c>JOB_COMPLETION_INDEX</c> (set by Kubernetes) with <c>KD_SHARD_COUNT</c> (set in the pod template to the job's <c>completions</c>);</item>
-    /// <item>Slurm job arrays: <c>SLURM_ARRAY_TASK_ID</c> − <c>SLURM_ARRAY_TASK_MIN</c> of <c>SLURM_ARRAY_TASK_COUNT</c>, so <c>--array=1-8</c> and <c>--array=0-7</c> both give shards 0 … 7 of 8.</item>
+    /// <item>Slurm job arrays: (<c>SLURM_ARRAY_TASK_ID</c> − <c>SLURM_ARRAY_TASK_MIN</c>) / <c>SLURM_ARRAY_TASK_STEP</c> of <c>SLURM_ARRAY_TASK_COUNT</c>, so <c>--array=1-8</c>, <c>--array=0-7</c> and <c>--array=0-14:2</c> all give shards 0 … 7 of 8.</item>
     /// </list>
     /// </summary>
     /// <param name="environment">The variables to read; the process environment when null.</param>
@@ -84,23 +84,34 @@ public readonly record struct TeacherCacheShard
         if (Get("SLURM_ARRAY_TASK_ID") is not null && Get("SLURM_ARRAY_TASK_COUNT") is not null)
         {
             int minimum = Get("SLURM_ARRAY_TASK_MIN") is null ? 0 : Number("SLURM_ARRAY_TASK_MIN");
-            return Checked(Number("SLURM_ARRAY_TASK_ID") - minimum, Number("SLURM_ARRAY_TASK_COUNT"), "SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and SLURM_ARRAY_TASK_COUNT");
+            int step = Get("SLURM_ARRAY_TASK_STEP") is null ? 1 : Number("SLURM_ARRAY_TASK_STEP");
+            int offset = Number("SLURM_ARRAY_TASK_ID") - minimum;
+            if (step < 1 || offset % step != 0)
+            {
+                throw new FormatException($"SLURM_ARRAY_TASK_ID {Get("SLURM_ARRAY_TASK_ID")} is not SLURM_ARRAY_TASK_MIN {minimum} plus a multiple of SLURM_ARRAY_TASK_STEP {step}.");
+            }
+            return Checked(offset / step, Number("SLURM_ARRAY_TASK_COUNT"), "SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN, SLURM_ARRAY_TASK_STEP and SLURM_ARRAY_TASK_COUNT");
         }
         return null;
     }
 
     /// <summary>The examples of <paramref name="examples"/> this shard labels: the first index and how many.</summary>
+    /// <exception cref="InvalidOperationException">This is <c>default(TeacherCacheShard)</c>, which is no shard.</exception>
     public (long Start, long Length) RangeOf(long examples)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(examples);
-        long start = examples * Index / Count, end = examples * (Index + 1) / Count;
+        RequireCreated();
+        // In 128-bit arithmetic: examples · (i + 1) can pass 2⁶³ for large sets.
+        long start = (long)((Int128)examples * Index / Count), end = (long)((Int128)examples * (Index + 1) / Count);
         return (start, end - start);
     }
 
     /// <summary>This shard's file next to the merged cache: <c>{cachePath}.shard-{i}-of-{N}</c>.</summary>
+    /// <exception cref="InvalidOperationException">This is <c>default(TeacherCacheShard)</c>, which is no shard.</exception>
     public string PathFor(string cachePath)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(cachePath);
+        RequireCreated();
         return $"{cachePath}.shard-{Index}-of-{Count}";
     }
 
@@ -110,4 +121,9 @@ public readonly record struct TeacherCacheShard
 
     /// <inheritdoc />
     public override string ToString() => $"{Index}/{Count}";
+
+    private void RequireCreated()
+    {
+        if (Count == 0) throw new InvalidOperationException("default(TeacherCacheShard) is not a shard; create one with new TeacherCacheShard(index, count), Parse or FromEnvironment.");
+    }
 }

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Caching;
@@ -8,8 +9,9 @@ namespace KnowledgeDistillation.Caching;
 /// bucket with the rest of the mass, as float16 (see <see cref="TeacherCache"/>); a values cache
 /// (<see cref="ForValues"/>) keeps the outputs themselves, for feature teachers whose output is an embedding. The
 /// file appears under its name only when complete (written to <c>path.partial</c>, then renamed); a writer disposed
-/// before completing deletes its partial file. Any process can write a shard: a cache is just the teacher's outputs
-/// for a range of examples (see <see cref="TeacherCacheShard"/> and <see cref="TeacherCache.Merge"/>).
+/// before completing deletes its partial file. The header carries a checksum of the whole file, and for a shard
+/// (<see cref="ForShard"/>) which shard of which set it is, so a damaged file or an incomplete, repeated, reordered or
+/// mixed set of shards is refused when opened.
 /// </summary>
 public sealed class TeacherCacheWriter : IDisposable
 {
@@ -17,9 +19,13 @@ public sealed class TeacherCacheWriter : IDisposable
     private readonly int _k;
     private readonly double _temperature;
     private readonly TeacherCacheContent _content;
+    private readonly IncrementalHash _bodyHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private FileStream? _file;
     private TeacherCacheHeader? _shape;
     private long _examples;
+    private TeacherCacheShard? _shard;
+    private long _setExamples;
+    private byte[] _identity = TeacherCacheHeader.IdentityOf(null);
     private string? _closed; // why no more batches are accepted: completed or disposed
 
     /// <summary>Starts a cache file.</summary>
@@ -57,6 +63,39 @@ public sealed class TeacherCacheWriter : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(precision), precision, $"precision must be Float16 or Float32; got {precision}."),
     };
 
+    /// <summary>
+    /// Makes this file shard <paramref name="shard"/> of a set of <paramref name="setExamples"/> examples: it must
+    /// receive exactly the examples <see cref="TeacherCacheShard.RangeOf"/> gives (none, when there are more shards than
+    /// examples: <see cref="Complete"/> then writes an empty shard). The header records the shard and the set, so
+    /// <see cref="TeacherCache.Open"/> and <see cref="TeacherCache.Merge"/> accept exactly the complete set in order.
+    /// Call before the first <see cref="Append"/>.
+    /// </summary>
+    /// <returns>This writer.</returns>
+    public TeacherCacheWriter ForShard(TeacherCacheShard shard, long setExamples)
+    {
+        RequireNotStarted(nameof(ForShard));
+        ArgumentOutOfRangeException.ThrowIfNegative(setExamples);
+        shard.RangeOf(setExamples); // refuses default(TeacherCacheShard)
+        _shard = shard;
+        _setExamples = setExamples;
+        return this;
+    }
+
+    /// <summary>
+    /// Records what produced the outputs — the teacher and its version, the transfer set — as the SHA-256 of
+    /// <paramref name="identity"/>. Shards (and the caches a run expects) with different identities are refused
+    /// together, so a restart with a changed teacher cannot mix its outputs with the old teacher's. Call before the
+    /// first <see cref="Append"/>.
+    /// </summary>
+    /// <returns>This writer.</returns>
+    public TeacherCacheWriter WithIdentity(string identity)
+    {
+        RequireNotStarted(nameof(WithIdentity));
+        ArgumentException.ThrowIfNullOrEmpty(identity);
+        _identity = TeacherCacheHeader.IdentityOf(identity);
+        return this;
+    }
+
     /// <summary>Examples appended so far.</summary>
     public long Examples => _examples;
 
@@ -66,9 +105,9 @@ public sealed class TeacherCacheWriter : IDisposable
     {
         ArgumentNullException.ThrowIfNull(teacherLogits);
         if (_closed is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), _closed);
-        if (!teacherLogits.is_floating_point() || teacherLogits.dim() is not (2 or 3))
+        if (!teacherLogits.is_floating_point() || teacherLogits.dim() is not (2 or 3) || teacherLogits.shape[^1] < 1 || (teacherLogits.dim() == 3 && teacherLogits.shape[1] < 1))
         {
-            throw new ArgumentException($"teacherLogits must be floating-point [N, C] or [B, S, V]; got {teacherLogits.dtype} {Shapes.Describe(teacherLogits.shape)}.", nameof(teacherLogits));
+            throw new ArgumentException($"teacherLogits must be floating-point [N, C] or [B, S, V] with C, S, V ≥ 1; got {teacherLogits.dtype} {Shapes.Describe(teacherLogits.shape)}.", nameof(teacherLogits));
         }
         int rank = (int)teacherLogits.dim();
         long rows = rank == 3 ? teacherLogits.shape[1] : 1, classes = teacherLogits.shape[^1];
@@ -77,9 +116,7 @@ public sealed class TeacherCacheWriter : IDisposable
             if (_content != TeacherCacheContent.TopKProbabilities) _shape = TeacherCacheHeader.ForValues(rows, classes, rank, _content);
             else if (_k > classes) throw new ArgumentException($"topK ({_k}) must not exceed the class count; the logits have {classes} classes.", nameof(teacherLogits));
             else _shape = new TeacherCacheHeader(0, rows, classes, _k, TeacherCacheHeader.IndexBytesFor(classes), rank, _temperature);
-            Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
-            _file = new FileStream(_partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
-            _file.Write(_shape.ToBytes());
+            Open();
         }
         else if (rank != _shape.Rank || rows != _shape.RowsPerExample || classes != _shape.Classes)
         {
@@ -93,7 +130,7 @@ public sealed class TeacherCacheWriter : IDisposable
         if (_content != TeacherCacheContent.TopKProbabilities)
         {
             ScalarType stored = _content == TeacherCacheContent.Float32Values ? ScalarType.Float32 : ScalarType.Float16;
-            _file!.Write(teacherLogits.detach().to(stored).cpu().contiguous().bytes);
+            Write(teacherLogits.detach().to(stored).cpu().contiguous().bytes);
             _examples += examples;
             return;
         }
@@ -109,21 +146,39 @@ public sealed class TeacherCacheWriter : IDisposable
         long valueBlock = _shape.ValueBytesPerExample, indexBlock = _shape.IndexBytesPerExample;
         for (long e = 0; e < examples; e++)
         {
-            _file!.Write(values, (int)(e * valueBlock), (int)valueBlock);
-            _file.Write(classIds, (int)(e * indexBlock), (int)indexBlock);
+            Write(values.AsSpan((int)(e * valueBlock), (int)valueBlock));
+            Write(classIds.AsSpan((int)(e * indexBlock), (int)indexBlock));
         }
         _examples += examples;
     }
 
-    /// <summary>Writes the example count, closes the file and moves it to its final name.</summary>
+    /// <summary>Writes the header (example count, shard, checksum), closes the file and moves it to its final name.</summary>
     /// <returns>The cache's path.</returns>
-    /// <exception cref="InvalidOperationException">Nothing was appended.</exception>
+    /// <exception cref="InvalidOperationException">Nothing was appended (to a file that is not an empty shard), or a shard received other than its range's example count.</exception>
     public string Complete()
     {
         if (_closed is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), _closed);
-        if (_shape is null || _file is null) throw new InvalidOperationException("Append at least one batch before completing the cache.");
-        _file.Position = 0;
-        _file.Write((_shape with { Examples = _examples }).ToBytes());
+        TeacherCacheShard shard = _shard ?? new TeacherCacheShard(0, 1);
+        long setExamples = _shard is null ? _examples : _setExamples;
+        (long start, long length) = shard.RangeOf(setExamples);
+        if (_examples != length)
+        {
+            throw new InvalidOperationException($"Shard {shard} of {setExamples} examples must hold {length} (examples {start} to {start + length}); {_examples} were appended.");
+        }
+        if (_shape is null)
+        {
+            if (_shard is null) throw new InvalidOperationException("Append at least one batch before completing the cache.");
+            // An empty shard (more shards than examples): nothing was appended to learn the layout from.
+            _shape = new TeacherCacheHeader(0, 0, 0, _content == TeacherCacheContent.TopKProbabilities ? _k : 0, 0, 0,
+                _content == TeacherCacheContent.TopKProbabilities ? _temperature : 1.0, _content);
+            Open();
+        }
+        TeacherCacheHeader header = _shape with
+        {
+            Examples = _examples, ShardIndex = shard.Index, ShardCount = shard.Count, SetStart = start, SetExamples = setExamples, Identity = _identity,
+        };
+        _file!.Position = 0;
+        _file.Write(header.ToBytes(_bodyHash.GetHashAndReset()));
         _file.Flush(flushToDisk: true);
         _file.Dispose();
         _file = null;
@@ -136,9 +191,29 @@ public sealed class TeacherCacheWriter : IDisposable
     public void Dispose()
     {
         _closed ??= "The writer was disposed before the cache was complete.";
+        _bodyHash.Dispose();
         if (_file is null) return;
         _file.Dispose();
         _file = null;
         File.Delete(_partial);
+    }
+
+    private void Open()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        _file = new FileStream(_partial, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
+        _file.Write(new byte[TeacherCacheHeader.Size]); // rewritten by Complete
+    }
+
+    private void Write(ReadOnlySpan<byte> bytes)
+    {
+        _file!.Write(bytes);
+        _bodyHash.AppendData(bytes);
+    }
+
+    private void RequireNotStarted(string method)
+    {
+        if (_closed is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), _closed);
+        if (_shape is not null) throw new InvalidOperationException($"Call {method} before the first Append.");
     }
 }

@@ -85,10 +85,10 @@ public class TeacherCacheTests
     {
         using var folder = new TemporaryFolder();
         using var scope = NewDisposeScope();
-        Tensor first = randn(4, 6), second = randn(3, 6);
-        foreach ((string name, Tensor logits) in new[] { ("a.kdtc", first), ("b.kdtc", second) })
+        Tensor first = randn(4, 6), second = randn(3, 6); // seven examples in shards 0/2 (examples 0–2) and 1/2 (examples 3–6)
+        foreach ((string name, Tensor logits, int index) in new[] { ("a.kdtc", first.narrow(0, 0, 3), 0), ("b.kdtc", cat([first.narrow(0, 3, 1), second]), 1) })
         {
-            using var writer = new TeacherCacheWriter(folder.PathOf(name), 6, 1.0);
+            using TeacherCacheWriter writer = new TeacherCacheWriter(folder.PathOf(name), 6, 1.0).ForShard(new TeacherCacheShard(index, 2), 7);
             writer.Append(logits);
             writer.Complete();
         }
@@ -106,9 +106,9 @@ public class TeacherCacheTests
     {
         using var folder = new TemporaryFolder();
         using var scope = NewDisposeScope();
-        foreach ((string name, double t) in new[] { ("a.kdtc", 1.0), ("b.kdtc", 2.0) })
+        foreach ((string name, double t, int index) in new[] { ("a.kdtc", 1.0, 0), ("b.kdtc", 2.0, 1) })
         {
-            using var writer = new TeacherCacheWriter(folder.PathOf(name), 2, t);
+            using TeacherCacheWriter writer = new TeacherCacheWriter(folder.PathOf(name), 2, t).ForShard(new TeacherCacheShard(index, 2), 4);
             writer.Append(randn(2, 5));
             writer.Complete();
         }
