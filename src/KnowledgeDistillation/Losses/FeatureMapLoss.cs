@@ -39,6 +39,14 @@ public abstract class FeatureMapLoss : nn.Module<Tensor, Tensor, Tensor>
                 $"studentMap and teacherMap must hold the same examples; got {Shapes.Describe(studentMap.shape)} and {Shapes.Describe(teacherMap.shape)}.", nameof(teacherMap));
         }
         LossInputs.RequireSameDevice(studentMap, nameof(studentMap), teacherMap, nameof(teacherMap));
+        foreach ((Tensor map, string name) in new[] { (studentMap, nameof(studentMap)), (teacherMap, nameof(teacherMap)) })
+        {
+            // A map with no channel or no position has no attention or hint to compare (a mean over nothing is NaN).
+            if (map.shape[1] == 0 || map.shape[2] == 0 || map.shape[3] == 0)
+            {
+                throw new ArgumentException($"{name} must have at least one channel and one position; got {Shapes.Describe(map.shape)}.", name);
+            }
+        }
 
         using var scope = NewDisposeScope();
         ScalarType type = LossInputs.ComputeType(studentMap);

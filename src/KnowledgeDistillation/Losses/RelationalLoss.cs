@@ -9,8 +9,10 @@ namespace KnowledgeDistillation.Losses;
 /// example, <c>[N, D]</c>, and the student's and the teacher's widths may differ because only relations between rows
 /// are compared. These are batch-level losses: their value for a batch is not a mean of per-example values, and they
 /// need at least two examples. An optional mask <c>[N]</c> drops examples from every relation (a dropped row takes
-/// part in no pair); with fewer than two kept rows the loss is 0 with zero gradient. The teacher is detached and the
-/// math runs in float32 for half-precision inputs.
+/// part in no pair); with fewer than two kept rows (an empty batch too) the loss is 0 with zero gradient. The teacher is
+/// detached and the math runs in float32 for half-precision inputs. All three are unchanged when either model's
+/// features are multiplied by a positive number, so each side is first divided by its largest magnitude (a constant):
+/// features near 10³⁰ would otherwise overflow float32 squares to infinity and make the loss NaN.
 /// </summary>
 public abstract class RelationalLoss : nn.Module<Tensor, Tensor, Tensor>
 {
@@ -48,12 +50,23 @@ public abstract class RelationalLoss : nn.Module<Tensor, Tensor, Tensor>
         ScalarType type = LossInputs.ComputeType(studentFeatures);
         long examples = studentFeatures.shape[0];
         Tensor? keep = RowMask.Resolve([examples], studentFeatures.device, mask, null, Labels.IgnoreIndex);
+        if (examples == 0) return (studentFeatures.to(type).sum() * 0).MoveToOuterDisposeScope(); // nothing to relate: 0, still on the graph
         Tensor weight = keep is null ? ones(examples, type, studentFeatures.device) : keep.to(type);
-        Tensor student = RowMask.ZeroDropped(studentFeatures.to(type).reshape(examples, -1), keep, 1);
-        Tensor teacher = RowMask.ZeroDropped(teacherFeatures.detach().to(type).reshape(examples, -1), keep, 1);
+        Tensor student = RowMask.ZeroDropped(Rescaled(studentFeatures.to(type).reshape(examples, Width(studentFeatures))), keep, 1);
+        Tensor teacher = RowMask.ZeroDropped(Rescaled(teacherFeatures.detach().to(type).reshape(examples, Width(teacherFeatures))), keep, 1);
         Tensor loss = Relation(student, teacher, weight);
         // Fewer than two kept examples relate nothing: 0 with zero gradient.
         return where(weight.sum().ge(2), loss, zeros_like(loss)).MoveToOuterDisposeScope();
+    }
+
+    private static long Width(Tensor features) => features.shape[1..].Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>Divided by the largest finite magnitude (a constant, so the gradient is the loss's own: the loss is scale-invariant).</summary>
+    private static Tensor Rescaled(Tensor features)
+    {
+        if (features.numel() == 0) return features;
+        Tensor magnitude = features.detach().abs().nan_to_num(0, 0, 0).max().clamp_min(1e-30);
+        return features / magnitude;
     }
 
     /// <summary>The loss from flattened features <c>[N, Ds]</c> and <c>[N, Dt]</c> and 0/1 example weights <c>[N]</c> (dropped rows hold zeros).</summary>

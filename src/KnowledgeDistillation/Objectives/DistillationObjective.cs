@@ -85,17 +85,18 @@ public sealed class DistillationObjective : nn.Module
     /// </summary>
     /// <param name="teachers">Per teacher: what its outputs hold, and the temperature of its top-k targets when it serves them.</param>
     /// <exception cref="ArgumentException">A term cannot be served; the message names the term and the teacher.</exception>
-    internal void ValidateTeachers(IReadOnlyList<(ModelOutputKinds Provides, double? TopKTemperature)> teachers)
+    /// <param name="parameter">The name the caller gave the teachers (a trainer's <c>teacher</c> or <c>teachers</c>), for the exceptions.</param>
+    internal void ValidateTeachers(IReadOnlyList<(ModelOutputKinds Provides, double? TopKTemperature)> teachers, string parameter = "teachers")
     {
         if (TeacherWeights.Count > 1 && TeacherWeights.Count != teachers.Count)
         {
-            throw new ArgumentException($"The objective has {TeacherWeights.Count} teacher weights (TeacherWeights) but the trainer was given {teachers.Count} teachers.", nameof(teachers));
+            throw new ArgumentException($"The objective has {TeacherWeights.Count} teacher weights (TeacherWeights) but the trainer was given {teachers.Count} teachers.", parameter);
         }
         foreach (ObjectiveTerm term in _terms.Where(t => t.UsesTeachers))
         {
             if (term.Teacher is int index && index >= teachers.Count)
             {
-                throw new ArgumentException($"Term \"{term.Name}\" matches teacher {index}, but the trainer was given {teachers.Count} teacher(s).", nameof(teachers));
+                throw new ArgumentException($"Term \"{term.Name}\" matches teacher {index}, but the trainer was given {teachers.Count} teacher(s).", parameter);
             }
             IEnumerable<int> read = term.Teacher is int one ? [one] : Enumerable.Range(0, teachers.Count);
             foreach (int k in read)
@@ -104,14 +105,14 @@ public sealed class DistillationObjective : nn.Module
                 ModelOutputKinds missing = term.TeacherNeeds.Needs() & ~provides;
                 if (missing != ModelOutputKinds.None)
                 {
-                    throw new ArgumentException($"Term \"{term.Name}\" needs {missing} from teacher {k}, which provides only {provides}.", nameof(teachers));
+                    throw new ArgumentException($"Term \"{term.Name}\" needs {missing} from teacher {k}, which provides only {provides}.", parameter);
                 }
                 if (!term.NeedsTeacherLogits || provides.HasFlag(ModelOutputKinds.Logits)) continue;
                 if (!provides.HasFlag(ModelOutputKinds.TopKTargets) || !term.AcceptsTopKTargets || teachers.Count != 1)
                 {
                     throw new ArgumentException(
                         $"Term \"{term.Name}\" needs teacher {k}'s logits, which provides only {provides}. A teacher cache serves soft-target KL (SoftTargets) from one teacher only.",
-                        nameof(teachers));
+                        parameter);
                 }
                 double start = term.Temperature?.ValueAt(0) ?? double.NaN;
                 if (teachers[k].TopKTemperature is double fixedAt && term.Temperature is { IsConstant: false } changing)
@@ -119,12 +120,12 @@ public sealed class DistillationObjective : nn.Module
                     // The cache holds the teacher at one temperature: a schedule would pass construction and fail at the first step it moves.
                     throw new ArgumentException(
                         $"Term \"{term.Name}\" has a temperature schedule ({string.Join(" to ", changing.Extremes)}), but teacher {k}'s cache was written at one temperature ({fixedAt}): " +
-                        "a cached teacher needs a constant temperature equal to the cache's.", nameof(teachers));
+                        "a cached teacher needs a constant temperature equal to the cache's.", parameter);
                 }
                 if (teachers[k].TopKTemperature is double cached && !(Math.Abs(cached - start) <= 1e-9 * cached))
                 {
                     throw new ArgumentException(
-                        $"Term \"{term.Name}\" runs at temperature {start} but teacher {k}'s cache was written at temperature {cached}; they must match.", nameof(teachers));
+                        $"Term \"{term.Name}\" runs at temperature {start} but teacher {k}'s cache was written at temperature {cached}; they must match.", parameter);
                 }
             }
         }

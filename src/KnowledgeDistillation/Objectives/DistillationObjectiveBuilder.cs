@@ -80,6 +80,7 @@ public sealed class DistillationObjectiveBuilder
         Func<TLoss, Tensor, Tensor, DistillationContext, Tensor> compute) where TLoss : nn.Module
     {
         RequireInRange(temperature, name, "temperature", double.Epsilon, double.PositiveInfinity);
+        RequireWeight(weight, name);
         return Add(teacherWeights =>
         {
             VocabularyAlignment? alignment = _alignment; // as set when Build() runs
@@ -110,7 +111,7 @@ public sealed class DistillationObjectiveBuilder
     public DistillationObjectiveBuilder GeneralizedJensenShannon(Schedule weight, Schedule beta, Schedule? temperature = null, bool normalize = false, string name = "jsd")
     {
         ArgumentNullException.ThrowIfNull(beta);
-        RequireInRange(beta, name, "β", 0, 1);
+        RequireInRange(beta, name, "β", 0, 1, nameof(beta));
         return Divergence(name, weight, temperature ?? 1.0, () =>
         {
             var loss = new GeneralizedJensenShannonLoss(0.5, 1.0, normalize);
@@ -127,7 +128,7 @@ public sealed class DistillationObjectiveBuilder
     {
         ArgumentNullException.ThrowIfNull(alpha);
         string term = name ?? (reverse ? "skew_reverse_kl" : "skew_kl");
-        RequireInRange(alpha, term, "α", 0, Math.BitDecrement(1.0));
+        RequireInRange(alpha, term, "α", 0, Math.BitDecrement(1.0), nameof(alpha));
         return Divergence(term, weight, temperature ?? 1.0, () =>
         {
             var loss = new SkewKLLoss(0.1, reverse);
@@ -139,6 +140,7 @@ public sealed class DistillationObjectiveBuilder
     public DistillationObjectiveBuilder HardTargets(Schedule weight, double labelSmoothing = 0, string name = "hard")
     {
         LossInputs.RequireLabelSmoothing(labelSmoothing, nameof(labelSmoothing)); // now, not at Build()
+        RequireWeight(weight, name);
         return Add(_ =>
         {
             var loss = new HardTargetCrossEntropyLoss(labelSmoothing: labelSmoothing);
@@ -172,6 +174,7 @@ public sealed class DistillationObjectiveBuilder
         RequireTeacherIndex(teacher, name);
         bool scores = kind == AttentionMapKind.Scores;
         var needs = new OutputRequest(AttentionScores: scores, AttentionProbabilities: !scores);
+        RequireWeight(weight, name);
         return Add(_ =>
         {
             AttentionMseLoss attention = loss?.Invoke() ?? new AttentionMseLoss(kind);
@@ -261,6 +264,7 @@ public sealed class DistillationObjectiveBuilder
         }
         RequireTeacherIndex(teacher, name);
         var needs = new OutputRequest(QueryKeyValues: true);
+        RequireWeight(weight, name);
         return Add(_ =>
         {
             var loss = new MiniLMRelationLoss(relationHeads);
@@ -298,6 +302,7 @@ public sealed class DistillationObjectiveBuilder
         RequireTeacherIndex(teacher, name);
         FeaturePair[] fixedPairs = [.. pairs];
         var needs = new OutputRequest(HiddenStates: true);
+        RequireWeight(weight, name);
         return Add(_ =>
         {
             TLoss[] perPair = fixedPairs.Select(create).ToArray();
@@ -353,6 +358,9 @@ public sealed class DistillationObjectiveBuilder
         return new DistillationObjective(terms, teacherWeights);
     }
 
+    /// <summary>A weight is checked where it is given, and named as the caller's parameter (not as the "value" of a schedule).</summary>
+    private static void RequireWeight(Schedule weight, string term) => RequireInRange(weight, term, "weight", 0, double.PositiveInfinity, nameof(weight));
+
     private DistillationObjectiveBuilder Add(Func<double[], ObjectiveTerm> create)
     {
         _terms.Add(create);
@@ -363,6 +371,7 @@ public sealed class DistillationObjectiveBuilder
     {
         ArgumentNullException.ThrowIfNull(temperature);
         RequireInRange(temperature, name, "temperature", double.Epsilon, double.PositiveInfinity);
+        RequireWeight(weight, name);
         return Add(teacherWeights =>
         {
             VocabularyAlignment? alignment = _alignment; // as set when Build() runs
@@ -412,6 +421,7 @@ public sealed class DistillationObjectiveBuilder
         ArgumentNullException.ThrowIfNull(map);
         RequireTeacherIndex(teacher, name);
         var needs = new OutputRequest(HiddenStates: true);
+        RequireWeight(weight, name);
         return Add(_ =>
         {
             TLoss[] perPair = map.HiddenStateIndices
@@ -489,15 +499,15 @@ public sealed class DistillationObjectiveBuilder
     }
 
     /// <summary>Checks the values a schedule passes through (its ends) against [min, max]; NaN and infinities never pass.</summary>
-    private static void RequireInRange(Schedule schedule, string term, string what, double min, double max)
+    private static void RequireInRange(Schedule schedule, string term, string what, double min, double max, string? parameter = null)
     {
-        ArgumentNullException.ThrowIfNull(schedule);
+        ArgumentNullException.ThrowIfNull(schedule, parameter ?? what);
         foreach (double value in schedule.Extremes)
         {
             if (!double.IsFinite(value) || value < min || value > max)
             {
                 string range = max == double.PositiveInfinity ? (min > 0 ? "a finite number greater than 0" : $"a finite number, {min} or more") : $"in [{min}, {max}]";
-                throw new ArgumentException($"Term \"{term}\": the {what} must be {range}; got {value} (schedule {schedule}).", what == "weight" ? "weight" : what);
+                throw new ArgumentException($"Term \"{term}\": the {what} must be {range}; got {value} (schedule {schedule}).", parameter ?? what);
             }
         }
     }

@@ -23,6 +23,10 @@ public sealed class ObjectiveTerm
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         Name = name;
         Weight = weight ?? throw new ArgumentNullException(nameof(weight));
+        foreach (double value in weight.Extremes)
+        {
+            if (!double.IsFinite(value) || value < 0) throw new ArgumentException($"Term \"{name}\": the weight must be a finite number, 0 or more; got {value} (schedule {weight}).", nameof(weight));
+        }
         Compute = compute ?? throw new ArgumentNullException(nameof(compute));
         Module = module;
         StudentNeeds = studentNeeds ?? OutputRequest.LogitsOnly;

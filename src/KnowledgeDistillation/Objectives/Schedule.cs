@@ -19,8 +19,11 @@ public abstract record Schedule
     public static Schedule Cosine(double start, double end, long steps) =>
         new InterpolatedSchedule(RequireFinite(start, nameof(start)), RequireFinite(end, nameof(end)), RequireSteps(steps), IsCosine: true);
 
-    /// <summary>A constant schedule.</summary>
-    public static implicit operator Schedule(double value) => Constant(value);
+    /// <summary>
+    /// A constant schedule. Not checked here: the method that receives it checks it and names its own parameter
+    /// (<c>SoftTargets(double.NaN)</c> is refused as an invalid <c>weight</c>, not as an invalid "value").
+    /// </summary>
+    public static implicit operator Schedule(double value) => new ConstantSchedule(value);
 
     /// <summary>The values the schedule passes through at its ends (every value lies between them), for validation.</summary>
     internal virtual IEnumerable<double> Extremes => [ValueAt(0)];

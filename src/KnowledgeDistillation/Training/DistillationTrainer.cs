@@ -33,7 +33,7 @@ public sealed class DistillationTrainer<TInput>
     /// <summary>Creates a trainer with one teacher.</summary>
     public DistillationTrainer(IDistillationModel<TInput> teacher, IModuleModel<TInput> student, DistillationObjective objective,
         DistillationTrainerOptions options, ILogger? logger = null, Func<IEnumerable<Parameter>, OptimizerHelper>? optimizer = null)
-        : this([teacher ?? throw new ArgumentNullException(nameof(teacher))], student, objective, options, logger, optimizer)
+        : this([teacher ?? throw new ArgumentNullException(nameof(teacher))], student, objective, options, logger, optimizer, nameof(teacher))
     {
     }
 
@@ -50,20 +50,27 @@ public sealed class DistillationTrainer<TInput>
     /// hidden states or attention a model does not provide, a cached teacher where logits are needed or at another temperature).</exception>
     public DistillationTrainer(IReadOnlyList<IDistillationModel<TInput>> teachers, IModuleModel<TInput> student, DistillationObjective objective,
         DistillationTrainerOptions options, ILogger? logger = null, Func<IEnumerable<Parameter>, OptimizerHelper>? optimizer = null)
+        : this(teachers, student, objective, options, logger, optimizer, nameof(teachers))
+    {
+    }
+
+    // teachersParameter: the caller's name for the teachers (teacher or teachers), for the errors that concern them.
+    private DistillationTrainer(IReadOnlyList<IDistillationModel<TInput>> teachers, IModuleModel<TInput> student, DistillationObjective objective,
+        DistillationTrainerOptions options, ILogger? logger, Func<IEnumerable<Parameter>, OptimizerHelper>? optimizer, string teachersParameter)
     {
         ArgumentNullException.ThrowIfNull(teachers);
         _student = student ?? throw new ArgumentNullException(nameof(student));
         _objective = objective ?? throw new ArgumentNullException(nameof(objective));
         if (teachers.Count == 0 && objective.UsesTeachers)
         {
-            throw new ArgumentException("Give at least one teacher: terms of the objective read teacher outputs. (Without teachers, only label-only objectives can run.)", nameof(teachers));
+            throw new ArgumentException("Give at least one teacher: terms of the objective read teacher outputs. (Without teachers, only label-only objectives can run.)", teachersParameter);
         }
         _options = options ?? throw new ArgumentNullException(nameof(options));
         DistillationTrainerOptionsValidator.ThrowIfInvalid(options);
         _teachers = teachers.ToArray();
-        if (_teachers.Any(t => t is null)) throw new ArgumentException("The teachers list holds a null entry.", nameof(teachers));
+        if (_teachers.Any(t => t is null)) throw new ArgumentException("The teachers list holds a null entry.", teachersParameter);
         _logger = logger ?? NullLogger.Instance;
-        objective.ValidateTeachers(_teachers.Select(t => (t.Provides, (t as ITopKTeacher)?.TopKTemperature)).ToArray());
+        objective.ValidateTeachers(_teachers.Select(t => (t.Provides, (t as ITopKTeacher)?.TopKTemperature)).ToArray(), teachersParameter);
         ModelOutputKinds studentMissing = (objective.StudentRequest.Needs() | ModelOutputKinds.Logits) & ~student.Provides;
         if (studentMissing != ModelOutputKinds.None)
         {

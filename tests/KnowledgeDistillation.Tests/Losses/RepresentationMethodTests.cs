@@ -169,6 +169,42 @@ public class RepresentationMethodTests
     }
 
     [Theory]
+    [InlineData("rkd")]
+    [InlineData("pkt")]
+    [InlineData("sp")]
+    public void An_empty_batch_gives_zero_and_huge_features_give_the_value_of_their_scaled_down_copy(string method)
+    {
+        Tensor empty = zeros(0, 3, requires_grad: true);
+        Tensor none = Create(method).forward(empty, zeros(0, 2));
+        none.backward();
+        TestTensors.Scalar(none).Should().Be(0, "the class's documentation promises 0 for fewer than two examples, none included");
+
+        // Squares of 1e30 overflow float32; the losses are scale-invariant, so 1e30 · x must give the loss of x itself.
+        double expected = Expected(method, S, T, null);
+        Tensor huge = Create(method).forward(TestTensors.Float32(S, N, Ds) * 1e30f, TestTensors.Float32(T, N, Dt) * 1e30f);
+        TestTensors.Scalar(huge).ShouldMatch(expected);
+    }
+
+    [Fact]
+    public void Attention_transfer_refuses_a_map_without_channels_instead_of_returning_NaN()
+    {
+        FluentActions.Invoking(() => new AttentionTransferLoss().forward(zeros(2, 0, 4, 4), ones(2, 3, 4, 4))).Should().Throw<ArgumentException>()
+            .WithParameterName("studentMap").WithMessage("studentMap must have at least one channel and one position; got [2, 0, 4, 4].*");
+    }
+
+    [Fact]
+    public void Standardised_logits_of_a_single_class_are_zero_not_NaN()
+    {
+        Tensor logits = tensor(new float[] { 3f, -2f }).reshape(2, 1).requires_grad_();
+        Tensor standardised = LogitStandardization.Apply(logits);
+        standardised.abs().max().item<float>().Should().Be(0);
+        Tensor loss = new SoftTargetKLLoss(2.0) { StandardizeLogits = true }.forward(logits, tensor(new float[] { 1f, 5f }).reshape(2, 1));
+        loss.backward();
+        loss.item<float>().Should().Be(0, "one class has probability 1 for both models");
+        logits.grad!.isfinite().all().item<bool>().Should().BeTrue();
+    }
+
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void Attention_transfer_matches_its_formula_and_pools_the_larger_map(bool masked)

@@ -62,26 +62,46 @@ public class ValidationAndTrainerBugTests
     }
 
     [Fact]
-    public void A_negative_term_weight_is_rejected_at_Build_naming_the_term()
+    public void A_teacher_that_cannot_serve_a_term_is_named_by_the_parameter_the_caller_used()
     {
-        DistillationObjectiveBuilder builder = DistillationObjective.Create().SoftTargets(1.0).HardTargets(Schedule.Linear(1.0, -0.5, 10));
+        DistillationObjective objective = DistillationObjective.Create().HiddenStateCosine(1.0, LayerMap.FromPairs([new LayerPair(0, 0)], 16, 16, 1, 1)).Build();
+        var teacher = DistillationModel.FromLogits(Teacher());
 
-        Action build = () => builder.Build();
+        FluentActions.Invoking(() => new DistillationTrainer<Tensor>(teacher, DistillationModel.FromLogits(Student()), objective, Options(1)))
+            .Should().Throw<ArgumentException>().WithMessage("Term \"cosine\" needs HiddenStates from teacher 0, which provides only Logits*").Which.ParamName.Should().Be("teacher");
+        FluentActions.Invoking(() => new DistillationTrainer<Tensor>([teacher], DistillationModel.FromLogits(Student()), objective, Options(1)))
+            .Should().Throw<ArgumentException>().Which.ParamName.Should().Be("teachers");
+    }
 
-        build.Should().Throw<ArgumentException>().WithMessage("Term \"hard\": the weight must be a finite number, 0 or more; got -0.5*");
+    [Fact]
+    public void A_negative_term_weight_is_rejected_where_it_is_given_naming_the_term()
+    {
+        DistillationObjectiveBuilder builder = DistillationObjective.Create().SoftTargets(1.0);
+
+        Action add = () => builder.HardTargets(Schedule.Linear(1.0, -0.5, 10));
+
+        add.Should().Throw<ArgumentException>().WithMessage("Term \"hard\": the weight must be a finite number, 0 or more; got -0.5*").Which.ParamName.Should().Be("weight");
     }
 
     [Theory]
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]
     [InlineData(double.NegativeInfinity)]
-    public void A_weight_that_is_not_finite_cannot_even_become_a_schedule(double weight)
+    public void A_weight_or_temperature_that_is_not_finite_is_refused_where_it_is_given_naming_that_parameter(double value)
     {
-        Action constant = () => DistillationObjective.Create().HardTargets(weight);
-        Action linear = () => Schedule.Linear(0, weight, 10);
+        Action constant = () => DistillationObjective.Create().HardTargets(value);
+        Action soft = () => DistillationObjective.Create().SoftTargets(value);
+        Action temperature = () => DistillationObjective.Create().SoftTargets(1.0, temperature: value);
+        Action beta = () => DistillationObjective.Create().GeneralizedJensenShannon(1.0, beta: value);
+        Action custom = () => DistillationObjective.Create().Term("mine", value, c => c.Student.Logits.sum());
+        Action linear = () => Schedule.Linear(0, value, 10);
 
-        constant.Should().Throw<ArgumentOutOfRangeException>().WithMessage("A schedule's value must be a finite number*");
-        linear.Should().Throw<ArgumentOutOfRangeException>().WithMessage("A schedule's end must be a finite number*");
+        constant.Should().Throw<ArgumentException>().WithMessage("Term \"hard\": the weight must be a finite number, 0 or more*").Which.ParamName.Should().Be("weight");
+        soft.Should().Throw<ArgumentException>().WithMessage("Term \"soft\": the weight must be*").Which.ParamName.Should().Be("weight");
+        temperature.Should().Throw<ArgumentException>().WithMessage("Term \"soft\": the temperature must be a finite number greater than 0*").Which.ParamName.Should().Be("temperature");
+        beta.Should().Throw<ArgumentException>().WithMessage("Term \"jsd\": the β must be in [0, 1]*").Which.ParamName.Should().Be("beta");
+        custom.Should().Throw<ArgumentException>().WithMessage("Term \"mine\": the weight must be*").Which.ParamName.Should().Be("weight");
+        linear.Should().Throw<ArgumentOutOfRangeException>().WithMessage("A schedule's end must be a finite number*").Which.ParamName.Should().Be("end");
     }
 
     [Fact]
