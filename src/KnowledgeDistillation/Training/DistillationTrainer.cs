@@ -231,6 +231,7 @@ public sealed class DistillationTrainer<TInput>
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = learningRate;
         // A step that threw (a bad batch) left its state changes pending: they were never applied and are dropped here.
         foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: false);
+        ReseedAccelerator();
 
         using var stepScope = NewDisposeScope();
         _optimizer.zero_grad(); // inside the scope: zero_grad creates a tensor handle per parameter
@@ -309,6 +310,26 @@ public sealed class DistillationTrainer<TInput>
         _optimizer.step();
         foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: true);
         return new StepReport(step + 1, epoch, loss, terms, learningRate, gradientNorm, Skipped: false, totalRows);
+    }
+
+    /// <summary>
+    /// Called with the seed given to the accelerator's generators before each step; tests set it to see the seeds on a
+    /// machine without a GPU (the reseeding then runs on the CPU too).
+    /// </summary>
+    internal Action<long>? AcceleratorReseeded { get; set; }
+
+    /// <summary>
+    /// TorchSharp 0.107 cannot read or set the CUDA generators' state, so a checkpoint cannot hold it. Instead, on a GPU
+    /// each step reseeds them with a number drawn from the CPU generator, whose state every checkpoint holds: a resumed
+    /// run draws the same number at the same step, so GPU dropout masks repeat too.
+    /// </summary>
+    private void ReseedAccelerator()
+    {
+        if (Device.type != DeviceType.CUDA && AcceleratorReseeded is null) return;
+        using var scope = NewDisposeScope();
+        long seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64).item<long>();
+        if (Device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(seed);
+        AcceleratorReseeded?.Invoke(seed);
     }
 
     /// <summary>

@@ -107,6 +107,33 @@ public class ResumeAndMemoryTests
     }
 
     [Fact]
+    public void The_accelerators_seed_of_every_step_repeats_in_a_resumed_run()
+    {
+        var teacher = Teacher();
+        List<DistillationBatch<Tensor>> batches = Data(teacher, 8, 16, 17);
+        using var straight = new TemporaryFolder();
+        using var interrupted = new TemporaryFolder();
+        var straightSeeds = new List<long>();
+        var resumedSeeds = new List<long>();
+
+        DistillationTrainer<Tensor> uninterrupted = Trainer(teacher, Student(seed: 1, dropout: 0.3), straight.Path, null);
+        uninterrupted.AcceleratorReseeded = straightSeeds.Add;
+        uninterrupted.Train(ShuffledEachEpoch(batches));
+        using var cancel = new CancellationTokenSource();
+        DistillationTrainer<Tensor> first = Trainer(teacher, Student(seed: 1, dropout: 0.3), interrupted.Path, null);
+        first.AcceleratorReseeded = resumedSeeds.Add;
+        first.Train(ShuffledEachEpoch(batches), callbacks: [new CancelAt(5, cancel)], cancellationToken: cancel.Token);
+        manual_seed(4321);
+        var resumedStudent = Student(seed: 2, dropout: 0.3);
+        DistillationTrainer<Tensor> resumed = Trainer(teacher, resumedStudent, interrupted.Path, "latest");
+        resumed.AcceleratorReseeded = resumedSeeds.Add;
+        resumed.Train(ShuffledEachEpoch(batches));
+
+        straightSeeds.Should().HaveCount((int)Steps).And.OnlyHaveUniqueItems();
+        resumedSeeds.Should().Equal(straightSeeds, "each step's seed comes from the CPU generator, whose state the checkpoint holds");
+    }
+
+    [Fact]
     public void Resuming_latest_skips_a_newer_checkpoint_folder_whose_files_a_power_loss_left_incomplete()
     {
         var teacher = Teacher();
