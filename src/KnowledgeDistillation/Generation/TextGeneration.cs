@@ -31,6 +31,15 @@ public static class TextGeneration
             throw new ArgumentException($"promptIds must be integer token ids of shape [B, P] with B, P ≥ 1; got {promptIds.dtype} {Shapes.Describe(promptIds.shape)}.", nameof(promptIds));
         }
         long rows = promptIds.shape[0], promptLength = promptIds.shape[1];
+        // Both are written into the output (and the pad is fed back to the model after a row ends): they must be tokens of its vocabulary.
+        if (options.EosTokenId >= model.VocabSize)
+        {
+            throw new ArgumentException($"{nameof(GenerationOptions.EosTokenId)} must be a token of the model's vocabulary, in [0, {model.VocabSize}); got {options.EosTokenId}.", nameof(options));
+        }
+        if (options.PadTokenId >= model.VocabSize)
+        {
+            throw new ArgumentException($"{nameof(GenerationOptions.PadTokenId)} must be a token of the model's vocabulary, in [0, {model.VocabSize}); got {options.PadTokenId}.", nameof(options));
+        }
         if (promptLength + options.MaxNewTokens > model.ContextLength)
         {
             throw new ArgumentException($"The prompts have {promptLength} tokens and MaxNewTokens is {options.MaxNewTokens}, {promptLength + options.MaxNewTokens} in all; the model's context holds {model.ContextLength}.", nameof(options));

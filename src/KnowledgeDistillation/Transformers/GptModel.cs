@@ -58,6 +58,9 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
     /// <inheritdoc />
     public int ContextLength => Config.ContextLength;
 
+    /// <inheritdoc />
+    public int VocabSize => Config.VocabSize;
+
     /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
     /// <exception cref="ArgumentException">The folder holds an architecture that is not a GptModel.</exception>
     public static GptModel FromPretrained(string folder) => PretrainedFolder.Load<GptModel>(folder).Model;

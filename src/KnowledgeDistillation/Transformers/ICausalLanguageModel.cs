@@ -8,6 +8,9 @@ public interface ICausalLanguageModel : IModuleModel<TokenBatch>
     /// <summary>Longest sequence the model accepts, prompt and completion together.</summary>
     int ContextLength { get; }
 
+    /// <summary>Number of token ids: every id the model reads or generation writes lies in [0, VocabSize).</summary>
+    int VocabSize { get; }
+
     /// <summary>Runs the model on new tokens after those in <paramref name="cache"/>, appending their keys and values to it.</summary>
     ModelOutput Forward(TokenBatch batch, OutputRequest request, KeyValueCache? cache);
 }

@@ -54,6 +54,9 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
     /// <inheritdoc />
     public int ContextLength => Config.ContextLength;
 
+    /// <inheritdoc />
+    public int VocabSize => Config.VocabSize;
+
     /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
     /// <exception cref="ArgumentException">The folder holds an architecture that is not a LlamaModel.</exception>
     public static LlamaModel FromPretrained(string folder) => PretrainedFolder.Load<LlamaModel>(folder).Model;

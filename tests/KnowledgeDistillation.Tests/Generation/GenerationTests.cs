@@ -179,5 +179,10 @@ public class GenerationTests
             .Should().Throw<ArgumentException>().WithMessage("promptMask must pad on the left*");
         ((Action)(() => TextGeneration.Generate(model, prompts, null, new GenerationOptions { TopP = 0 }))).Should().Throw<ArgumentException>().WithMessage("TopP must lie in (0, 1]*");
         ((Action)(() => TextGeneration.Generate(model, zeros(2, 5), null, new GenerationOptions()))).Should().Throw<ArgumentException>().WithMessage("promptIds must be integer token ids*");
+        int vocabulary = model.VocabSize;
+        ((Action)(() => TextGeneration.Generate(model, prompts, null, new GenerationOptions { EosTokenId = vocabulary }))).Should().Throw<ArgumentException>()
+            .WithMessage($"EosTokenId must be a token of the model's vocabulary, in [0, {vocabulary}); got {vocabulary}.*").Which.ParamName.Should().Be("options");
+        ((Action)(() => TextGeneration.Generate(model, prompts, null, new GenerationOptions { PadTokenId = vocabulary + 5 }))).Should().Throw<ArgumentException>()
+            .WithMessage($"PadTokenId must be a token of the model's vocabulary, in [0, {vocabulary}); got {vocabulary + 5}.*");
     }
 }
