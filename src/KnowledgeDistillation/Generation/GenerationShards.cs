@@ -16,7 +16,8 @@ namespace KnowledgeDistillation.Generation;
 /// batches whose labels cover the completions. Writing is resumable: each shard is written under a temporary name and
 /// renamed when complete, finished shards are recognised by their SHA-256 in the manifest and skipped, and batch i is
 /// generated with seed <c>Seed + i</c> whatever happened before, so a run restarted after a crash writes shards
-/// bit-identical to an uninterrupted run.
+/// bit-identical to an uninterrupted run. The manifest's fingerprint covers the teacher too (its type and every
+/// weight), so a restart with a changed teacher is refused instead of mixing its completions with the old teacher's.
 /// </summary>
 public static class GenerationShards
 {
@@ -31,7 +32,7 @@ public static class GenerationShards
     /// <param name="batchesPerShard">Prompt batches per shard.</param>
     /// <param name="cancellation">Stops between batches (a shard in progress is not written).</param>
     /// <returns>How many shards were written now (the rest were complete already).</returns>
-    /// <exception cref="InvalidDataException">The folder holds a manifest for other prompts or settings.</exception>
+    /// <exception cref="InvalidDataException">The folder holds a manifest for another teacher, other prompts or other settings.</exception>
     public static int Write(ICausalLanguageModel teacher, IReadOnlyList<PromptBatch> prompts, string folder, GenerationOptions options, int batchesPerShard = 16,
         CancellationToken cancellation = default)
     {
@@ -44,7 +45,7 @@ public static class GenerationShards
         if (prompts.Count == 0) throw new ArgumentException("prompts is empty.", nameof(prompts));
 
         Directory.CreateDirectory(folder);
-        string fingerprint = Fingerprint(prompts, options, batchesPerShard);
+        string fingerprint = Fingerprint(teacher, prompts, options, batchesPerShard);
         JsonObject manifest = ReadManifest(folder, fingerprint) ?? new JsonObject { ["fingerprint"] = fingerprint, ["batches"] = prompts.Count, ["shards"] = new JsonObject() };
         var shards = (JsonObject)manifest["shards"]!;
         int shardCount = (prompts.Count + batchesPerShard - 1) / batchesPerShard, written = 0;
@@ -92,7 +93,7 @@ public static class GenerationShards
         ArgumentException.ThrowIfNullOrEmpty(folder);
         string manifestPath = Path.Combine(folder, ManifestName);
         if (!File.Exists(manifestPath)) throw new FileNotFoundException($"{folder} has no {ManifestName}; write the generations first.", manifestPath);
-        JsonObject manifest = JsonNode.Parse(File.ReadAllText(manifestPath)) as JsonObject ?? throw new InvalidDataException($"{manifestPath} is not a JSON object.");
+        JsonObject manifest = JsonFile.ReadObject(manifestPath);
         int batches = manifest["batches"]!.GetValue<int>();
         var shards = (JsonObject)manifest["shards"]!;
         var result = new List<DistillationBatch<TokenBatch>>();
@@ -124,20 +125,27 @@ public static class GenerationShards
     {
         string path = Path.Combine(folder, ManifestName);
         if (!File.Exists(path)) return null;
-        JsonObject? manifest = JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
-        string? found = manifest?["fingerprint"]?.GetValue<string>();
+        JsonObject manifest = JsonFile.ReadObject(path);
+        string? found = manifest["fingerprint"] is JsonValue value && value.TryGetValue(out string? text) ? text : null;
         if (found != fingerprint)
         {
-            throw new InvalidDataException($"{path} belongs to other prompts or generation settings (fingerprint {found}, expected {fingerprint}); use another folder or delete it.");
+            throw new InvalidDataException($"{path} belongs to another teacher, other prompts or other generation settings (fingerprint {found}, expected {fingerprint}); use another folder or delete it.");
         }
         return manifest;
     }
 
-    /// <summary>SHA-256 over the prompts' bytes and every setting that changes the output.</summary>
-    private static string Fingerprint(IReadOnlyList<PromptBatch> prompts, GenerationOptions options, int batchesPerShard)
+    /// <summary>SHA-256 over the teacher (type, and every state-dict entry's name, dtype, shape and bytes), the prompts' bytes and every setting that changes the output.</summary>
+    private static string Fingerprint(ICausalLanguageModel teacher, IReadOnlyList<PromptBatch> prompts, GenerationOptions options, int batchesPerShard)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(System.Text.Encoding.UTF8.GetBytes(JsonSerializer.Serialize(options) + "|" + batchesPerShard.ToString(CultureInfo.InvariantCulture)));
+        hash.AppendData(System.Text.Encoding.UTF8.GetBytes(teacher.GetType().FullName + "|"));
+        foreach ((string name, Tensor value) in teacher.Module.state_dict().OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            using var scope = NewDisposeScope();
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{name}|{value.dtype}|{string.Join(",", value.shape)}|"));
+            hash.AppendData(value.detach().cpu().contiguous().bytes);
+        }
         foreach (PromptBatch p in prompts)
         {
             using var scope = NewDisposeScope();

@@ -94,7 +94,13 @@ public class GenerationShardsTests
         GenerationShards.Write(teacher, Prompts(), folder.Path, Options, batchesPerShard: 4);
 
         ((Action)(() => GenerationShards.Write(teacher, Prompts().Take(3).ToList(), folder.Path, Options))).Should().Throw<InvalidDataException>()
-            .WithMessage("*belongs to other prompts or generation settings*");
+            .WithMessage("*belongs to another teacher, other prompts or other generation settings*");
+        // The same prompts and settings with a teacher whose weights changed (a new checkpoint) must not extend the old completions.
+        LlamaModel changed = Teacher();
+        using (no_grad()) changed.parameters().First().add_(1e-3);
+        ((Action)(() => GenerationShards.Write(changed, Prompts(), folder.Path, Options, batchesPerShard: 4))).Should().Throw<InvalidDataException>()
+            .WithMessage("*belongs to another teacher*");
+        GenerationShards.Write(Teacher(), Prompts(), folder.Path, Options, batchesPerShard: 4).Should().Be(0, "the same teacher finds every shard complete");
         File.AppendAllText(folder.PathOf("generations-00001.safetensors"), "x");
         ((Action)(() => GenerationShards.Read(folder.Path))).Should().Throw<InvalidDataException>().WithMessage("*generations-00001.safetensors is missing or does not match its SHA-256*");
         using var cancelled = new CancellationTokenSource();
