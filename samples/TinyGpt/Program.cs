@@ -77,8 +77,8 @@ static int Run(Settings settings)
     teacher.SavePretrained(teacherFolder);
     AnsiConsole.MarkupLine($"Teacher written as a Hugging Face GPT-2 folder to {Markup.Escape(teacherFolder)} (distil it again with --teacher {Markup.Escape(teacherFolder)})");
     AnsiConsole.MarkupLine(cached
-        ? $"Teacher (cached): trained {record.StableSteps:N0} + {record.DecaySteps:N0} steps in {record.Seconds / 60:0.0} min when first run"
-        : $"Teacher: {record.StableSteps:N0} steps at a constant rate until the validation perplexity improved by less than 1% over the last fifth, then {record.DecaySteps:N0} of decay; {record.Seconds / 60:0.0} min");
+        ? $"(cached, as first trained) {Markup.Escape(record.Summary())}"
+        : Markup.Escape(record.Summary()));
 
     ModelSize teacherSize = ModelSize.Of(teacher), studentSize = ModelSize.Of(new KnowledgeDistillation.Transformers.GptModel(Experiment.TeacherConfig with { Layers = 2 }));
     var table = new Table().AddColumns("model", "parameters", "test perplexity", "validation perplexity", "teacher NLL of its samples", "train time (s)");

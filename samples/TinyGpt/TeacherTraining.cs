@@ -12,7 +12,22 @@ using static TorchSharp.torch;
 namespace TinyGpt;
 
 /// <summary>How the teacher was trained: what the README reports, cached with its weights.</summary>
-internal sealed record TeacherRecord(int StableSteps, int DecaySteps, double PlateauPerplexity, double FinalPerplexity, double Seconds, List<double[]> Curve);
+internal sealed record TeacherRecord(int StableSteps, int DecaySteps, double PlateauPerplexity, double FinalPerplexity, double Seconds, List<double[]> Curve)
+{
+    /// <summary>What ended the constant-rate phase, in words (null in records cached before it was kept).</summary>
+    public string? EndedBy { get; init; }
+
+    /// <summary>The validation perplexity's relative improvement over the last fifth of the constant phase, when measurable.</summary>
+    public double? LastFifthImprovement { get; init; }
+
+    /// <summary>One sentence on how the teacher was trained, saying which rule ended the constant phase.</summary>
+    public string Summary()
+    {
+        string improvement = LastFifthImprovement is double gain ? $" (it improved {gain:P1} over the last fifth)" : "";
+        return $"Teacher: {StableSteps:N0} steps at a constant rate, ended by {EndedBy ?? "a rule this cached record does not name"}{improvement}, " +
+            $"then {DecaySteps:N0} of decay; {Seconds / 60:0.0} min";
+    }
+}
 
 /// <summary>
 /// Trains the teacher until it stops improving, with a plain TorchSharp language-model loop (the teacher is trained
@@ -50,9 +65,11 @@ internal sealed class TeacherTraining(Settings settings, GptConfig config)
         using IEnumerator<DistillationBatch<TokenBatch>> data = batches.Training().GetEnumerator();
         int step = 0, stable = 0, decay = 0;
         double plateauPerplexity = double.NaN;
+        string endedBy = "";
         AnsiConsole.Status().Start("teacher: warm-up and constant learning rate until the validation perplexity stops improving", status =>
         {
             int maxStable = settings.Quick ? settings.QuickTeacherSteps : settings.TeacherMaxSteps;
+            string cap = settings.Quick ? $"the quick mode's fixed {maxStable:N0} steps" : $"the step cap (--teacher-max-steps {maxStable:N0}) before any plateau";
             while (stable == 0)
             {
                 Step(teacher, optimizer, data, step < WarmupSteps ? PeakLearningRate * (step + 1) / WarmupSteps : PeakLearningRate);
@@ -61,10 +78,13 @@ internal sealed class TeacherTraining(Settings settings, GptConfig config)
                 double perplexity = Perplexity(teacher, validation);
                 curve.Add([step, perplexity]);
                 status.Status($"teacher: step {step}, validation perplexity {perplexity:0.000} ({clock.Elapsed.TotalMinutes:0.0} min)");
-                if (step >= maxStable || (!settings.Quick && Plateaued(curve)))
+                // The plateau is checked first: when both hold at the same evaluation, it is the plateau that ended the phase.
+                bool plateau = !settings.Quick && Plateaued(curve);
+                if (plateau || step >= maxStable)
                 {
                     stable = step;
                     plateauPerplexity = perplexity;
+                    endedBy = plateau ? "the plateau rule (less than 1% better than a fifth of the steps before)" : cap;
                 }
             }
         });
@@ -80,18 +100,27 @@ internal sealed class TeacherTraining(Settings settings, GptConfig config)
         double final = Perplexity(teacher, validation);
         curve.Add([stable + decay, final]);
         teacher.eval();
-        var result = new TeacherRecord(stable, decay, plateauPerplexity, final, clock.Elapsed.TotalSeconds, curve);
+        var result = new TeacherRecord(stable, decay, plateauPerplexity, final, clock.Elapsed.TotalSeconds, curve)
+        {
+            EndedBy = endedBy,
+            LastFifthImprovement = LastFifthImprovement(curve.Take(curve.Count - 1).ToList()),
+        };
         teacher.save(weights);
         File.WriteAllText(record, JsonSerializer.Serialize(result));
         return (teacher, result, false);
     }
 
     /// <summary>Less than 1% better than a fifth of the steps ago (measured at the evaluation points).</summary>
-    private static bool Plateaued(List<double[]> curve)
+    private static bool Plateaued(List<double[]> curve) =>
+        curve[^1][0] >= 2000 && LastFifthImprovement(curve) is double gain && gain < Plateau;
+
+    /// <summary>(perplexity a fifth of the steps ago − perplexity now) / the former, at the evaluation points; null before there are two.</summary>
+    private static double? LastFifthImprovement(List<double[]> curve)
     {
+        if (curve.Count == 0) return null;
         double now = curve[^1][1], step = curve[^1][0];
         double[]? earlier = curve.LastOrDefault(p => p[0] <= step * 0.8);
-        return step >= 2000 && earlier is not null && (earlier[1] - now) / earlier[1] < Plateau;
+        return earlier is null ? null : (earlier[1] - now) / earlier[1];
     }
 
     private void Step(GptModel teacher, OptimizerHelper optimizer, IEnumerator<DistillationBatch<TokenBatch>> data, double learningRate)
