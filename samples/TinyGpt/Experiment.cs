@@ -122,8 +122,9 @@ internal sealed class Experiment(Settings settings)
         var trainer = new DistillationTrainer<TokenBatch>(distilled ? [teacher] : [], student, objective, options);
         var curve = new List<(long, double)>();
         var timer = Stopwatch.StartNew();
+        var onPolicyBatches = new OnPolicyBatches(student, teacher, OnPolicy(seed));
         Func<int, IEnumerable<DistillationBatch<TokenBatch>>> data = onPolicy
-            ? _ => new OnPolicyBatches(student, teacher, OnPolicy(seed)).Batches(batches.PromptWindows(PromptLength))
+            ? epoch => onPolicyBatches.Batches(batches.PromptWindows(PromptLength), epoch)
             : _ => batches.Training();
         TrainingProgressBar.Show($"{Describe(kind)}, seed {seed}", settings.StudentSteps,
             progress => trainer.Train(data, curveBatches, callbacks: [new CurveRecorder(curve)], progress: progress));

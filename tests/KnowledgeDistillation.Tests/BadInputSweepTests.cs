@@ -381,7 +381,8 @@ public class BadInputSweepTests(ITestOutputHelper output)
         Try("Positions: on BERT", () => TinyModels.BertModel().Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = zeros(1, 3, dtype: ScalarType.Int64) }, OutputRequest.LogitsOnly));
         Try("OnPolicy: lambda 1.5", () => _ = new OnPolicyBatches(model, model, new OnPolicyOptions { StudentFraction = 1.5 }));
         Try("OnPolicy: sequence-level without a teacher", () => _ = new OnPolicyBatches(model, null, new OnPolicyOptions { SequenceLevel = true }));
-        Try("OnPolicy: data batch without completions", () => new OnPolicyBatches(model, null, new OnPolicyOptions { StudentFraction = 0 }).Next(new PromptBatch(prompts)));
+        Try("OnPolicy: data batch without completions", () => new OnPolicyBatches(model, null, new OnPolicyOptions { StudentFraction = 0 }).Next(new PromptBatch(prompts), 0));
+        Try("OnPolicy: negative position", () => new OnPolicyBatches(model, null, new OnPolicyOptions { StudentFraction = 1 }).Next(new PromptBatch(prompts), -1));
         Try("OnPolicy: assemble with other row counts", () => OnPolicyBatches.Assemble(prompts, null, zeros(3, 2, dtype: ScalarType.Int64), null));
         using var folder = new TemporaryFolder();
         Try("Shards: empty prompts", () => GenerationShards.Write(model, [], folder.Path, new GenerationOptions()));

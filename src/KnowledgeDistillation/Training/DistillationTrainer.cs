@@ -131,7 +131,13 @@ public sealed class DistillationTrainer<TInput>
         {
             run.BeginEpoch();
             var pending = new List<DistillationBatch<TInput>>(accumulation);
-            using IEnumerator<DistillationBatch<TInput>> batches = dataForEpoch(run.Epoch).GetEnumerator();
+            IEnumerable<DistillationBatch<TInput>> epochData = dataForEpoch(run.Epoch);
+            if (run.PendingSkip > 0 && epochData is IResumableData<TInput> resumable)
+            {
+                epochData = resumable.StartingAt(run.PendingSkip); // passes over the consumed micro-batches without making them
+                run.PassedOverWithoutReplay();
+            }
+            using IEnumerator<DistillationBatch<TInput>> batches = epochData.GetEnumerator();
             bool any = false;
             while (run.Step < totalSteps && !control.ShouldStop)
             {
@@ -467,28 +473,31 @@ public sealed class DistillationTrainer<TInput>
     }
 
     /// <summary>
-    /// Steps in an epoch, for Epochs-based runs. A collection is counted without enumerating it; a generator is
-    /// enumerated once (its batches released as the trainer would, and torch's RNG put back afterwards so the count
-    /// leaves no trace). Give MaxSteps to avoid that pass.
+    /// Steps in an epoch, for Epochs-based runs. A collection is counted without enumerating it, and data that knows
+    /// its count (<see cref="IResumableData{TInput}.MicroBatchCount"/>) is asked; a generator is enumerated once (its
+    /// batches released as the trainer would). torch's RNG is put back afterwards, so the count leaves no trace. Give
+    /// MaxSteps to avoid counting.
     /// </summary>
     private long StepsPerEpoch(Func<int, IEnumerable<DistillationBatch<TInput>>> dataForEpoch, int accumulation)
     {
+        string rng = CheckpointStore.CaptureRng();
         IEnumerable<DistillationBatch<TInput>> data = dataForEpoch(0);
-        long microBatches = data.TryGetNonEnumeratedCount(out int count) ? count : CountOnce(data);
+        long microBatches = data.TryGetNonEnumeratedCount(out int count) ? count
+            : data is IResumableData<TInput> { MicroBatchCount: long known } ? known
+            : CountOnce(data);
+        CheckpointStore.RestoreRng(rng);
         if (microBatches == 0) throw new InvalidOperationException("The training data is empty.");
         return (microBatches + accumulation - 1) / accumulation;
     }
 
     private long CountOnce(IEnumerable<DistillationBatch<TInput>> data)
     {
-        string rng = CheckpointStore.CaptureRng();
         long counted = 0;
         foreach (DistillationBatch<TInput> batch in data)
         {
             counted++;
             BatchPlacement.Release(batch);
         }
-        CheckpointStore.RestoreRng(rng);
         _logger.LogInformation("Counted {MicroBatches} micro-batches in epoch 0 by enumerating it once (set MaxSteps to skip this pass)", counted);
         return counted;
     }

@@ -60,6 +60,12 @@ internal sealed class TrainingRun
         if (MicroBatchesIntoEpoch >= _skipInEpoch) FinishResume();
     }
 
+    /// <summary>The micro-batches of this epoch still to be passed over on resume (0 when none).</summary>
+    public long PendingSkip => _resume is null ? 0 : Math.Max(0, _skipInEpoch - MicroBatchesIntoEpoch);
+
+    /// <summary>The data started past the consumed micro-batches itself (<see cref="IResumableData{TInput}"/>): count them as passed.</summary>
+    public void PassedOverWithoutReplay() => MicroBatchesIntoEpoch = Math.Max(MicroBatchesIntoEpoch, _skipInEpoch);
+
     /// <summary>True when the interrupted run had already trained on this micro-batch of the epoch: skip it.</summary>
     public bool AlreadyConsumed()
     {
