@@ -111,8 +111,9 @@ public sealed class PretrainedTokenizer
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"No pretrained folder at {folder}.");
-        JsonObject settings = Settings(folder);
-        string? tokenizerClass = settings["tokenizer_class"]?.ToString();
+        var files = new TokenizerSettings(folder);
+        JsonObject settings = files.Values;
+        string? tokenizerClass = files.Text("tokenizer_class");
         string Path(string name) => System.IO.Path.Combine(folder, name);
 
         if (tokenizerClass is not null && (tokenizerClass.StartsWith("Qwen2", StringComparison.Ordinal) || tokenizerClass.StartsWith("PreTrainedTokenizerFast", StringComparison.Ordinal)))
@@ -123,9 +124,9 @@ public sealed class PretrainedTokenizer
         }
         if (File.Exists(Path("vocab.txt")))
         {
-            bool lower = settings["do_lower_case"]?.GetValue<bool>() ?? true;
-            BertTokenizer bert = BertTokenizer.Create(Path("vocab.txt"), new BertOptions { LowerCaseBeforeTokenization = lower });
-            int size = File.ReadLines(Path("vocab.txt")).Count();
+            bool lower = files.Flag("do_lower_case", true);
+            int size = TokenizerFiles.CheckVocabTxt(Path("vocab.txt"));
+            BertTokenizer bert = TokenizerFiles.Read(Path("vocab.txt"), "a WordPiece vocabulary", () => BertTokenizer.Create(Path("vocab.txt"), new BertOptions { LowerCaseBeforeTokenization = lower }));
             var special = new SpecialTokenIds
             {
                 Pad = bert.PaddingTokenId, Cls = bert.ClassificationTokenId, Sep = bert.SeparatorTokenId, Mask = bert.MaskingTokenId,
@@ -136,9 +137,13 @@ public sealed class PretrainedTokenizer
         }
         if (File.Exists(Path("tokenizer.model")))
         {
-            bool addBos = settings["add_bos_token"]?.GetValue<bool>() ?? true, addEos = settings["add_eos_token"]?.GetValue<bool>() ?? false;
-            using FileStream model = File.OpenRead(Path("tokenizer.model"));
-            LlamaTokenizer llama = LlamaTokenizer.Create(model, addBeginOfSentence: false, addEndOfSentence: false);
+            bool addBos = files.Flag("add_bos_token", true), addEos = files.Flag("add_eos_token", false);
+            TokenizerFiles.CheckSentencePiece(Path("tokenizer.model"));
+            LlamaTokenizer llama = TokenizerFiles.Read(Path("tokenizer.model"), "a SentencePiece model", () =>
+            {
+                using FileStream model = File.OpenRead(Path("tokenizer.model"));
+                return LlamaTokenizer.Create(model, addBeginOfSentence: false, addEndOfSentence: false);
+            });
             var special = new SpecialTokenIds
             {
                 Bos = llama.BeginningOfSentenceId, Eos = llama.EndOfSentenceId, Unk = llama.UnknownId,
@@ -155,15 +160,17 @@ public sealed class PretrainedTokenizer
             {
                 throw new NotSupportedException($"{folder}: tokenizer_class {tokenizerClass} is not supported; vocab.json + merges.txt folders are read as GPT-2's byte-level BPE (GPT2Tokenizer), whose pre-tokenizer other classes do not share.");
             }
-            if (settings["add_prefix_space"]?.GetValue<bool>() == true)
+            if (files.Flag("add_prefix_space", false))
             {
                 throw new NotSupportedException($"{folder}: add_prefix_space true is not supported; GPT-2's tokenizer adds no prefix space.");
             }
-            var bpe = BpeTokenizer.Create(new BpeOptions(Path("vocab.json"), Path("merges.txt"))
+            Dictionary<string, int> vocabulary = TokenizerFiles.ReadVocabJson(Path("vocab.json"));
+            TokenizerFiles.CheckMerges(Path("merges.txt"), vocabulary);
+            BpeTokenizer bpe = TokenizerFiles.Read(Path("vocab.json"), "a byte-level BPE vocabulary with merges.txt", () => BpeTokenizer.Create(new BpeOptions(Path("vocab.json"), Path("merges.txt"))
             {
                 ByteLevel = true,
                 PreTokenizer = new RegexPreTokenizer(Gpt2PreTokenizer, null),
-            });
+            }));
             int? Id(string field) => Lookup(settings, field, token => bpe.Vocabulary.TryGetValue(token, out int id) ? id : null);
             var special = new SpecialTokenIds { Bos = Id("bos_token"), Eos = Id("eos_token"), Unk = Id("unk_token"), Pad = Id("pad_token") };
             int size = bpe.Vocabulary.Values.Max() + 1;
@@ -179,32 +186,6 @@ public sealed class PretrainedTokenizer
 
     /// <summary>GPT-2's pre-tokenizer: contractions, optionally space-prefixed letters, digits or other symbols, and whitespace runs (the last space of a run joins the next word).</summary>
     private static readonly Regex Gpt2PreTokenizer = new(@"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.Compiled);
-
-    /// <summary>tokenizer_config.json, then special_tokens_map.json, then config.json's *_token_id fields, merged (earlier files win).</summary>
-    private static JsonObject Settings(string folder)
-    {
-        var merged = new JsonObject();
-        foreach (string name in new[] { "tokenizer_config.json", "special_tokens_map.json", "config.json" })
-        {
-            string path = Path.Combine(folder, name);
-            if (!File.Exists(path)) continue;
-            JsonObject? file;
-            try
-            {
-                file = JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{path} is not valid JSON: {e.Message}", e);
-            }
-            if (file is null) continue;
-            foreach ((string key, JsonNode? value) in file)
-            {
-                if (!merged.ContainsKey(key)) merged[key] = value?.DeepClone();
-            }
-        }
-        return merged;
-    }
 
     /// <summary>A special token's id: its string (plain, or {"content": …}) looked up, else config.json's <c>{field}_id</c>.</summary>
     private static int? Lookup(JsonObject settings, string field, Func<string, int?> idOf)
