@@ -17,7 +17,7 @@ public sealed record ShardIndex(Dictionary<string, string> WeightMap, long Total
     {
         try
         {
-            JsonNode root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new InvalidDataException($"{path} is JSON null.");
+            JsonNode root = JsonFile.ReadObject(path);
             JsonObject map = root["weight_map"] as JsonObject ?? throw new InvalidDataException($"{path} has no \"weight_map\" object.");
             var weights = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach ((string name, JsonNode? shard) in map)
