@@ -149,19 +149,27 @@ public class ContrastiveRepresentationLossTests
         }
     }
 
+    /// <summary>A student and a teacher MLP with their ReLU features captured, and 4 batches of 8 examples numbered 0 … 31.</summary>
+    private static (CapturingModel Student, CapturingModel Teacher, Tensor Inputs, List<DistillationBatch<Tensor>> Batches) TrainerSetup(int seed)
+    {
+        manual_seed(seed);
+        var studentNet = nn.Sequential(("body", nn.Linear(6, 5)), ("relu", nn.ReLU()), ("head", nn.Linear(5, 3)));
+        var teacherNet = nn.Sequential(("body", nn.Linear(6, 8)), ("relu", nn.ReLU()), ("head", nn.Linear(8, 3)));
+        Tensor x = randn(32, 6);
+        var batches = Enumerable.Range(0, 4).Select(b => new DistillationBatch<Tensor>(x.narrow(0, b * 8, 8)) { ExampleIndices = arange(b * 8, b * 8 + 8) }).ToList();
+        return (DistillationModel.WithCapturedHiddenStates(studentNet, "relu"), DistillationModel.WithCapturedHiddenStates(teacherNet, "relu"), x, batches);
+    }
+
+    private static DistillationObjectiveBuilder CrdObjective() => DistillationObjective.Create()
+        .ContrastiveRepresentation(1.0, (0, 0), studentWidth: 5, teacherWidth: 8, datasetSize: 32, negatives: 8, embeddingWidth: 6);
+
     [Fact]
     public void Trainer_batches_hand_their_example_indices_to_the_CRD_term()
     {
-        manual_seed(47);
-        var studentNet = nn.Sequential(("body", nn.Linear(6, 5)), ("relu", nn.ReLU()), ("head", nn.Linear(5, 3)));
-        var teacherNet = nn.Sequential(("body", nn.Linear(6, 8)), ("relu", nn.ReLU()), ("head", nn.Linear(8, 3)));
-        using CapturingModel student = DistillationModel.WithCapturedHiddenStates(studentNet, "relu");
-        using CapturingModel teacher = DistillationModel.WithCapturedHiddenStates(teacherNet, "relu");
-        DistillationObjective objective = DistillationObjective.Create()
-            .ContrastiveRepresentation(1.0, (0, 0), studentWidth: 5, teacherWidth: 8, datasetSize: 32, negatives: 8, embeddingWidth: 6)
-            .Build();
-        Tensor x = randn(32, 6);
-        var batches = Enumerable.Range(0, 4).Select(b => new DistillationBatch<Tensor>(x.narrow(0, b * 8, 8)) { ExampleIndices = arange(b * 8, b * 8 + 8) }).ToList();
+        (CapturingModel student, CapturingModel teacher, Tensor x, List<DistillationBatch<Tensor>> batches) = TrainerSetup(47);
+        using var disposeStudent = student;
+        using var disposeTeacher = teacher;
+        DistillationObjective objective = CrdObjective().Build();
         var trainer = new DistillationTrainer<Tensor>([teacher], student, objective, new DistillationTrainerOptions { Epochs = 2, Device = "cpu", LoggingInterval = 100 });
         var crd = objective.modules().OfType<ContrastiveRepresentationLoss>().Single();
         Tensor before = crd.StudentMemory.clone();
@@ -226,17 +234,12 @@ public class ContrastiveRepresentationLossTests
     [Fact]
     public void A_step_the_trainer_skips_for_a_non_finite_loss_leaves_the_banks_where_they_were()
     {
-        manual_seed(50);
-        var studentNet = nn.Sequential(("body", nn.Linear(6, 5)), ("relu", nn.ReLU()), ("head", nn.Linear(5, 3)));
-        var teacherNet = nn.Sequential(("body", nn.Linear(6, 8)), ("relu", nn.ReLU()), ("head", nn.Linear(8, 3)));
-        using CapturingModel student = DistillationModel.WithCapturedHiddenStates(studentNet, "relu");
-        using CapturingModel teacher = DistillationModel.WithCapturedHiddenStates(teacherNet, "relu");
-        DistillationObjective objective = DistillationObjective.Create()
-            .ContrastiveRepresentation(1.0, (0, 0), studentWidth: 5, teacherWidth: 8, datasetSize: 32, negatives: 8, embeddingWidth: 6)
+        (CapturingModel student, CapturingModel teacher, _, List<DistillationBatch<Tensor>> batches) = TrainerSetup(50);
+        using var disposeStudent = student;
+        using var disposeTeacher = teacher;
+        DistillationObjective objective = CrdObjective()
             .Term("fails_at_step_2", 1.0, c => c.Step == 2 ? c.Student.Logits.sum() * double.NaN : zeros([]), usesTeachers: false)
             .Build();
-        Tensor x = randn(32, 6);
-        var batches = Enumerable.Range(0, 4).Select(b => new DistillationBatch<Tensor>(x.narrow(0, b * 8, 8)) { ExampleIndices = arange(b * 8, b * 8 + 8) }).ToList();
         var crd = objective.modules().OfType<ContrastiveRepresentationLoss>().Single();
         var banks = new Dictionary<long, Tensor>();
         var trainer = new DistillationTrainer<Tensor>([teacher], student, objective,
