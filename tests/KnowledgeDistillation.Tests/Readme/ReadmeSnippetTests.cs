@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Tests.Readme;
 
+[Collection(GlobalRngCollection.Name)] // the cache and snippet tests compare runs against references from seeded initialisations
 public class ReadmeSnippetTests
 {
     private static string[] SnippetFromSource(string file = "OwnLoopSnippet.cs")
