@@ -18,7 +18,7 @@ namespace TinyGpt;
 /// <c>--teacher &lt;folder&gt;</c>: distils any supported Hugging Face causal LM folder (GPT-2, Llama, Qwen2, Mistral) into a
 /// student with half its layers, initialised from the teacher's layers, on the sample's corpus; trains the same
 /// student on the labels alone as the control (same initialisation, same budget); then writes the distilled student
-/// with <c>SavePretrained</c> (the teacher's tokenizer files beside it) and loads it back to check it.
+/// with <c>PretrainedFolder.Save</c> (the teacher's tokenizer files beside it) and loads it back to check it.
 /// </summary>
 internal static class PretrainedDistillation
 {
@@ -72,7 +72,7 @@ internal static class PretrainedDistillation
         back.Module.to(settings.Device);
         double reloaded = TeacherTraining.Perplexity(back, testBatches);
         bool same = Math.Abs(reloaded - results[true][0].Test) <= 1e-6 * reloaded;
-        AnsiConsole.MarkupLine($"Student written with SavePretrained to {Markup.Escape(output)} ({string.Join(", ", Directory.GetFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))}); " +
+        AnsiConsole.MarkupLine($"Student written with PretrainedFolder.Save to {Markup.Escape(output)} ({string.Join(", ", Directory.GetFiles(output).Select(Path.GetFileName).Order(StringComparer.Ordinal))}); " +
             $"loaded back: test perplexity {F(reloaded)} {(same ? "[green]identical[/]" : "[red]differs[/]")}");
         return same ? 0 : 3;
     }

@@ -2,6 +2,7 @@
 // controls that separate what distillation does from what initialisation does: four students at the same budget
 // (random or teacher-layer initialisation, trained on the labels alone or distilled), several seeds, choices made on a
 // validation split and the table read from a held-out test split. See samples/TinyGpt/README.md.
+using KnowledgeDistillation.Pretrained;
 using System.CommandLine;
 using System.Globalization;
 using KnowledgeDistillation.Runtime;
@@ -23,7 +24,7 @@ var studentsOption = new Option<string>("--students") { Description = "Which stu
 var lambdaOption = new Option<double>("--lambda") { Description = "λ of the on-policy student: the share of batches it samples itself (GKD).", DefaultValueFactory = _ => 0.5 };
 var betaOption = new Option<double>("--beta") { Description = "β of the on-policy student's generalised JSD (0 forward KL, 1 reverse KL).", DefaultValueFactory = _ => 0.5 };
 var teacherStepsOption = new Option<int>("--teacher-max-steps") { Description = "Cap on the teacher's constant-rate phase.", DefaultValueFactory = _ => 12_000 };
-var teacherFolderOption = new Option<string?>("--teacher") { Description = "A Hugging Face causal LM folder (GPT-2, Llama, Qwen2, Mistral) to distil instead of training the byte-level teacher; the student is written back with SavePretrained." };
+var teacherFolderOption = new Option<string?>("--teacher") { Description = "A Hugging Face causal LM folder (GPT-2, Llama, Qwen2, Mistral) to distil instead of training the byte-level teacher; the student is written back with PretrainedFolder.Save." };
 var deviceOption = SampleDevice.Option();
 var root = new RootCommand("Distil a byte-level GPT teacher into a half-depth student, with the controls that tell distillation from initialisation.")
 {
@@ -74,7 +75,7 @@ static int Run(Settings settings)
 
     var (teacher, record, cached, teacherTest, teacherSampleNll, students) = new Experiment(settings).Run(corpus);
     string teacherFolder = Path.Combine(settings.Output, "teacher-pretrained");
-    teacher.SavePretrained(teacherFolder);
+    PretrainedFolder.Save(teacher, teacherFolder);
     AnsiConsole.MarkupLine($"Teacher written as a Hugging Face GPT-2 folder to {Markup.Escape(teacherFolder)} (distil it again with --teacher {Markup.Escape(teacherFolder)})");
     AnsiConsole.MarkupLine(cached
         ? $"(cached, as first trained) {Markup.Escape(record.Summary())}"

@@ -1,8 +1,9 @@
-// Saves students of every pretrained fixture with SavePretrained, and beside each the outputs this library computes
+// Saves students of every pretrained fixture with PretrainedFolder.Save, and beside each the outputs this library computes
 // for the fixture's inputs. tests/pretrained-reference/check_saved.py then loads each folder with its plain-PyTorch
 // re-implementation of the Hugging Face architecture and compares (.ci/run runs both).
 //
 //   dotnet run --project tests/KnowledgeDistillation.PretrainedExport -- <fixtures folder> <output folder>
+using KnowledgeDistillation.Formats;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Students;

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Formats;
 using System.Runtime.InteropServices;
 using KnowledgeDistillation.Caching;
 using KnowledgeDistillation.Generation;
@@ -306,10 +307,10 @@ public class BadInputSweepTests(ITestOutputHelper output)
         File.WriteAllText(folder.PathOf("config.json"), "{\"model_type\": \"llama\", \"architectures\": [\"LlamaForCausalLM\"], \"vocab_size\": 20, \"hidden_size\": 16, \"intermediate_size\": 24, \"num_hidden_layers\": 1, \"num_attention_heads\": 4}");
         Try("Load: config without weights", () => PretrainedFolder.Load(folder.Path));
         Try("Load<GptModel>: Llama folder", () => PretrainedFolder.Load<GptModel>(folder.Path));
-        Try("Save: Int32 dtype", () => model.SavePretrained(folder.PathOf("out"), new PretrainedSaveOptions { Dtype = ScalarType.Int32 }));
-        Try("Save: shard limit 0", () => model.SavePretrained(folder.PathOf("out"), new PretrainedSaveOptions { MaxShardBytes = 0 }));
-        Try("Save: missing tokenizer folder", () => model.SavePretrained(folder.PathOf("out"), new PretrainedSaveOptions { CopyTokenizerFrom = folder.PathOf("none") }));
-        Try("Save: empty folder name", () => model.SavePretrained(""));
+        Try("Save: Int32 dtype", () => PretrainedFolder.Save(model, folder.PathOf("out"), new PretrainedSaveOptions { Dtype = ScalarType.Int32 }));
+        Try("Save: shard limit 0", () => PretrainedFolder.Save(model, folder.PathOf("out"), new PretrainedSaveOptions { MaxShardBytes = 0 }));
+        Try("Save: missing tokenizer folder", () => PretrainedFolder.Save(model, folder.PathOf("out"), new PretrainedSaveOptions { CopyTokenizerFrom = folder.PathOf("none") }));
+        Try("Save: empty folder name", () => PretrainedFolder.Save(model, ""));
         Try("Save: null model", () => PretrainedFolder.Save(null!, folder.Path));
         Try("Safetensors: complex tensor", () => SafetensorsFile.Write(folder.PathOf("c.safetensors"), new Dictionary<string, Tensor> { ["c"] = zeros(2, dtype: ScalarType.ComplexFloat32) }));
         File.WriteAllBytes(folder.PathOf("short.safetensors"), [1, 2, 3]);
@@ -343,7 +344,7 @@ public class BadInputSweepTests(ITestOutputHelper output)
     private static void HuggingFaceCheckpointLoadGptFromLlama()
     {
         string llama = Path.Combine(BuildFacts.RepositoryRoot, "tests", "KnowledgeDistillation.Tests", "Fixtures", "Pretrained", "llama");
-        KnowledgeDistillation.Transformers.Checkpoints.HuggingFaceCheckpoint.LoadGpt2(TinyModels.GptModel(), llama);
+        KnowledgeDistillation.Pretrained.PretrainedFolder.LoadWeights(TinyModels.GptModel(), llama);
     }
 
     private void GenerationAndLargeVocabularies()

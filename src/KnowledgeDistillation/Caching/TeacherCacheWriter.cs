@@ -36,7 +36,7 @@ public sealed class TeacherCacheWriter : IDisposable
         : this(path, TeacherCacheContent.TopKProbabilities, topK, temperature)
     {
         if (topK < 1) throw new ArgumentOutOfRangeException(nameof(topK), topK, $"topK must be at least 1; got {topK}.");
-        Losses.LossInputs.RequireTemperature(temperature, nameof(temperature));
+        Temperatures.Require(temperature, nameof(temperature));
     }
 
     private TeacherCacheWriter(string path, TeacherCacheContent content, int topK, double temperature)

@@ -1,9 +1,9 @@
+using KnowledgeDistillation.Formats;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using KnowledgeDistillation.Models;
-using KnowledgeDistillation.Training;
 using KnowledgeDistillation.Transformers;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;

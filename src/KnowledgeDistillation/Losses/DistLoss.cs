@@ -50,7 +50,7 @@ public sealed class DistLoss : nn.Module<Tensor, Tensor, Tensor>
     public double Temperature
     {
         get => _temperature;
-        set => _temperature = LossInputs.RequireTemperature(value, nameof(Temperature));
+        set => _temperature = Temperatures.Require(value, nameof(Temperature));
     }
 
     /// <summary>Standardise both models' logits per row before the temperature (<see cref="LogitStandardization"/>).</summary>

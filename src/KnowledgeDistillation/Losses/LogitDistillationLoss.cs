@@ -40,7 +40,7 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     public double Temperature
     {
         get => _temperature;
-        set => _temperature = LossInputs.RequireTemperature(value, nameof(Temperature));
+        set => _temperature = Temperatures.Require(value, nameof(Temperature));
     }
 
     /// <summary>

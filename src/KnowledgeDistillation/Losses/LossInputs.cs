@@ -62,15 +62,6 @@ internal static class LossInputs
             $"{studentName} has shape {Shapes.Describe(s)} but {teacherName} has shape {Shapes.Describe(t)}; expected the same shape{detail}.", teacherName);
     }
 
-    public static double RequireTemperature(double temperature, string name)
-    {
-        if (!double.IsFinite(temperature) || temperature <= 0)
-        {
-            throw new ArgumentOutOfRangeException(name, temperature, $"{name} must be a finite number greater than 0; got {temperature}.");
-        }
-        return temperature;
-    }
-
     public static double RequireLabelSmoothing(double labelSmoothing, string name)
     {
         if (!(labelSmoothing >= 0 && labelSmoothing <= 1))

@@ -39,7 +39,7 @@ public sealed class TopKTargets : IDisposable
         }
         Probabilities = probabilities;
         Indices = indices;
-        Temperature = Losses.LossInputs.RequireTemperature(temperature, nameof(temperature));
+        Temperature = Temperatures.Require(temperature, nameof(temperature));
     }
 
     /// <summary>float32 <c>[..., k + 1]</c>: the k top probabilities, then the tail mass.</summary>

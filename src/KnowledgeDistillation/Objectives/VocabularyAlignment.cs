@@ -1,5 +1,5 @@
 using System.Globalization;
-using KnowledgeDistillation.Pretrained;
+using KnowledgeDistillation.Models;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Objectives;
@@ -31,7 +31,7 @@ public sealed class VocabularyAlignment
     /// decode every id to the same text.
     /// </summary>
     /// <exception cref="ArgumentException">The tokenizers differ (the message names the first id that decodes differently, or both sizes), or one tokenizer's ids do not fit the shared size.</exception>
-    public static VocabularyAlignment Between(PretrainedTokenizer student, PretrainedTokenizer teacher, int studentLogits, int teacherLogits)
+    public static VocabularyAlignment Between(ITokenVocabulary student, ITokenVocabulary teacher, int studentLogits, int teacherLogits)
     {
         ArgumentNullException.ThrowIfNull(student);
         ArgumentNullException.ThrowIfNull(teacher);

@@ -1,4 +1,4 @@
-using KnowledgeDistillation.Transformers.Checkpoints;
+
 
 using KnowledgeDistillation.Transformers;
 
@@ -9,4 +9,4 @@ namespace KnowledgeDistillation.Pretrained;
 /// <param name="Model">The model, in evaluation mode (as Hugging Face's <c>from_pretrained</c> returns it), on the CPU, in float32.</param>
 /// <param name="Source">What <c>config.json</c> said.</param>
 /// <param name="Report">What was loaded, left unused, ignored or left as initialised, and what was assumed.</param>
-public sealed record PretrainedModel<TModel>(TModel Model, PretrainedConfig Source, CheckpointLoadReport Report);
+public sealed record PretrainedModel<TModel>(TModel Model, PretrainedConfig Source, WeightLoadReport Report);

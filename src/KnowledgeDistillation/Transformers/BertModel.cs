@@ -1,4 +1,3 @@
-using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Models;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -72,13 +71,6 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
 
     /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>
     public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
-
-    /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
-    /// <exception cref="ArgumentException">The folder holds an architecture that is not a BertModel.</exception>
-    public static BertModel FromPretrained(string folder) => PretrainedFolder.Load<BertModel>(folder).Model;
-
-    /// <summary>Writes the model as a Hugging Face pretrained folder that <c>transformers</c> loads unchanged (see <see cref="PretrainedFolder.Save"/>).</summary>
-    public void SavePretrained(string folder, PretrainedSaveOptions? options = null) => PretrainedFolder.Save(this, folder, options);
 
     /// <summary>The head's logits (see <see cref="BertHead"/>) for unpadded token ids <c>[B, S]</c>.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;

@@ -1,4 +1,3 @@
-using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Models;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -56,13 +55,6 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 
     /// <inheritdoc />
     public int VocabSize => Config.VocabSize;
-
-    /// <summary>Builds the model a Hugging Face folder's <c>config.json</c> describes and loads its weights (see <see cref="PretrainedFolder"/>).</summary>
-    /// <exception cref="ArgumentException">The folder holds an architecture that is not a LlamaModel.</exception>
-    public static LlamaModel FromPretrained(string folder) => PretrainedFolder.Load<LlamaModel>(folder).Model;
-
-    /// <summary>Writes the model as a Hugging Face pretrained folder that <c>transformers</c> loads unchanged (see <see cref="PretrainedFolder.Save"/>).</summary>
-    public void SavePretrained(string folder, PretrainedSaveOptions? options = null) => PretrainedFolder.Save(this, folder, options);
 
     /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
     public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;

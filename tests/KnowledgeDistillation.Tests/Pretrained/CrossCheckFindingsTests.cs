@@ -2,7 +2,6 @@ using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Tests.Transformers;
 using KnowledgeDistillation.Transformers;
-using KnowledgeDistillation.Transformers.Checkpoints;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -26,7 +25,7 @@ public class CrossCheckFindingsTests
         BertConfig config = BertConfigOf(fixture) with { Head = BertHead.SequenceClassification, NumLabels = 4, UsePooler = true };
         BertModel model = TinyModels.BertModel(config: config);
 
-        CheckpointLoadReport report = HuggingFaceCheckpoint.LoadBert(model, Weights(fixture));
+        WeightLoadReport report = PretrainedFolder.LoadWeights(model, Weights(fixture));
 
         report.Initialized.Should().Equal("classifier.weight", "classifier.bias");
         if (fixture == "bert-pretraining")
@@ -48,7 +47,7 @@ public class CrossCheckFindingsTests
         weights.Remove("bert.encoder.layer.1.output.dense.weight");
         BertModel model = TinyModels.BertModel(config: BertConfigOf("bert-classification"));
 
-        ((Action)(() => HuggingFaceCheckpoint.LoadBert(model, weights))).Should().Throw<InvalidDataException>()
+        ((Action)(() => PretrainedFolder.LoadWeights(model, weights))).Should().Throw<InvalidDataException>()
             .WithMessage("*missing bert.encoder.layer.1.output.dense.weight (for blocks.1.feed_forward.project.weight)*");
     }
 
@@ -60,7 +59,7 @@ public class CrossCheckFindingsTests
         GptModel model = TinyModels.GptModel(config: config);
         Tensor before = model.state_dict()["final_norm.weight"].clone();
 
-        ((Action)(() => HuggingFaceCheckpoint.LoadGpt2(model, PretrainedFixtures.Folder("gpt2")))).Should().Throw<InvalidDataException>()
+        ((Action)(() => PretrainedFolder.LoadWeights(model, PretrainedFixtures.Folder("gpt2")))).Should().Throw<InvalidDataException>()
             .WithMessage("*the layer norm ε is 1E-05 in config.json but LayerNormEpsilon is 1E-12 in the model*");
         model.state_dict()["final_norm.weight"].IsIdenticalTo(before).Should().BeTrue();
     }
@@ -73,7 +72,7 @@ public class CrossCheckFindingsTests
         File.Copy(Path.Combine(PretrainedFixtures.Folder("gpt2"), "model.safetensors"), folder.PathOf("model.safetensors"));
         GptModel model = TinyModels.GptModel(config: (GptConfig)PretrainedFolder.ReadConfig(PretrainedFixtures.Folder("gpt2")).Config);
 
-        CheckpointLoadReport report = HuggingFaceCheckpoint.LoadGpt2(model, folder.Path);
+        WeightLoadReport report = PretrainedFolder.LoadWeights(model, folder.Path);
 
         report.Notes.Should().ContainSingle(n => n.StartsWith("no config.json beside the checkpoint: assumed", StringComparison.Ordinal) && n.Contains("LayerNormEpsilon = 1E-05"));
     }
@@ -88,16 +87,16 @@ public class CrossCheckFindingsTests
         Tensor before = model.state_dict()["token_embedding.weight"].clone();
 
         weights["lm_head.weight"] = weights["transformer.wte.weight"] + 0.5;
-        ((Action)(() => HuggingFaceCheckpoint.LoadGpt2(model, weights))).Should().Throw<InvalidDataException>()
+        ((Action)(() => PretrainedFolder.LoadWeights(model, weights))).Should().Throw<InvalidDataException>()
             .WithMessage("*has its own lm_head.weight, which differs from transformer.wte.weight (max |difference| 0.5), but the model ties them*");
         model.state_dict()["token_embedding.weight"].IsIdenticalTo(before).Should().BeTrue();
 
         weights["lm_head.weight"] = weights["transformer.wte.weight"].clone();
-        HuggingFaceCheckpoint.LoadGpt2(model, weights).Ignored.Should().Contain("lm_head.weight");
+        PretrainedFolder.LoadWeights(model, weights).Ignored.Should().Contain("lm_head.weight");
 
         GptModel untied = TinyModels.GptModel(config: config with { TieEmbeddings = false });
         weights["lm_head.weight"] = weights["transformer.wte.weight"] + 0.5;
-        HuggingFaceCheckpoint.LoadGpt2(untied, weights).Loaded.Should().Contain("lm_head.weight");
+        PretrainedFolder.LoadWeights(untied, weights).Loaded.Should().Contain("lm_head.weight");
     }
 
     [Fact]
@@ -105,7 +104,7 @@ public class CrossCheckFindingsTests
     {
         using var scope = NewDisposeScope();
         PretrainedFixtures.Expected expected = PretrainedFixtures.Read("gpt2");
-        GptModel ours = GptModel.FromPretrained(PretrainedFixtures.Folder("gpt2"));
+        GptModel ours = PretrainedFolder.Load<GptModel>(PretrainedFixtures.Folder("gpt2")).Model;
         GptModel hf = new(ours.Config with { HiddenStates = HiddenStateConvention.HuggingFace });
         hf.load_state_dict(ours.state_dict());
         hf.eval();

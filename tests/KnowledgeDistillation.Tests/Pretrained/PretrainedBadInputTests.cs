@@ -1,8 +1,8 @@
+using KnowledgeDistillation.Formats;
 using System.Text.Json.Nodes;
 using KnowledgeDistillation.Pretrained;
 using KnowledgeDistillation.Tests.Transformers;
 using KnowledgeDistillation.Transformers;
-using KnowledgeDistillation.Transformers.Checkpoints;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Tests.Pretrained;
@@ -143,11 +143,11 @@ public class PretrainedBadInputTests
         SafetensorsWithHeader(folder.PathOf("gap.safetensors"), "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
         SafetensorsWithHeader(folder.PathOf("huge.safetensors"), "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}", 0);
 
-        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("shared.safetensors")))).Should().Throw<InvalidDataException>()
+        ((Action)(() => KnowledgeDistillation.Formats.SafetensorsFile.ReadHeader(folder.PathOf("shared.safetensors")))).Should().Throw<InvalidDataException>()
             .WithMessage("*shared.safetensors: the safetensors entry b starts at byte 0 and overlaps a, which ends at byte 8; entries must tile the data.");
-        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("gap.safetensors")))).Should().Throw<InvalidDataException>()
+        ((Action)(() => KnowledgeDistillation.Formats.SafetensorsFile.ReadHeader(folder.PathOf("gap.safetensors")))).Should().Throw<InvalidDataException>()
             .WithMessage("*gap.safetensors: the safetensors entry a starts at byte 4 and leaves bytes 0 to 4 unused*");
-        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("huge.safetensors")))).Should().Throw<InvalidDataException>()
+        ((Action)(() => KnowledgeDistillation.Formats.SafetensorsFile.ReadHeader(folder.PathOf("huge.safetensors")))).Should().Throw<InvalidDataException>()
             .WithMessage("*huge.safetensors: the safetensors entry a declares F32 [4294967296, 4294967296], more bytes than any file holds.");
     }
 
@@ -168,7 +168,7 @@ public class PretrainedBadInputTests
         using var folder = new TemporaryFolder();
         SafetensorsWithHeader(folder.PathOf("x.safetensors"), "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 24);
 
-        ((Action)(() => KnowledgeDistillation.Models.SafetensorsFile.ReadHeader(folder.PathOf("x.safetensors")))).Should().Throw<InvalidDataException>()
+        ((Action)(() => KnowledgeDistillation.Formats.SafetensorsFile.ReadHeader(folder.PathOf("x.safetensors")))).Should().Throw<InvalidDataException>()
             .WithMessage("*x.safetensors: the safetensors entry w spans 20 bytes, but F32 [2, 3] needs 24.");
     }
 
@@ -197,8 +197,8 @@ public class PretrainedBadInputTests
     [Fact]
     public void A_folder_of_another_architecture_is_refused_by_the_typed_loader_naming_the_right_class()
     {
-        ((Action)(() => GptModel.FromPretrained(PretrainedFixtures.Folder("qwen2")))).Should().Throw<ArgumentException>()
-            .WithMessage("*holds a Qwen2ForCausalLM, which loads as LlamaModel, not GptModel; use LlamaModel.FromPretrained or PretrainedFolder.Load.*");
+        ((Action)(() => PretrainedFolder.Load<GptModel>(PretrainedFixtures.Folder("qwen2")))).Should().Throw<ArgumentException>()
+            .WithMessage("*holds a Qwen2ForCausalLM, which loads as LlamaModel, not GptModel; use PretrainedFolder.Load<LlamaModel> or PretrainedFolder.Load.*");
     }
 
     [Fact]
@@ -209,7 +209,7 @@ public class PretrainedBadInputTests
         var model = new LlamaModel(config);
         var before = model.state_dict().ToDictionary(p => p.Key, p => p.Value.clone());
 
-        ((Action)(() => HuggingFaceCheckpoint.LoadLlama(model, PretrainedFixtures.Folder("llama")))).Should().Throw<InvalidDataException>()
+        ((Action)(() => PretrainedFolder.LoadWeights(model, PretrainedFixtures.Folder("llama")))).Should().Throw<InvalidDataException>()
             .WithMessage("*rope_theta is 10000 in config.json but RopeTheta is 500000 in the model*");
         model.state_dict().Should().AllSatisfy(p => p.Value.IsIdenticalTo(before[p.Key]).Should().BeTrue(p.Key));
     }

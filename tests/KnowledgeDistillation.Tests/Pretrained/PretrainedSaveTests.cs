@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Formats;
 using System.Text.Json.Nodes;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Pretrained;
@@ -11,7 +12,7 @@ using static TorchSharp.torch;
 namespace KnowledgeDistillation.Tests.Pretrained;
 
 /// <summary>
-/// SavePretrained writes Hugging Face names, layouts and file conventions. (That transformers-style code loads the
+/// PretrainedFolder.Save writes Hugging Face names, layouts and file conventions. (That transformers-style code loads the
 /// result and computes the same outputs is checked against real PyTorch by .ci/run's reverse cross-check.)
 /// </summary>
 public class PretrainedSaveTests
@@ -61,13 +62,13 @@ public class PretrainedSaveTests
     {
         using var scope = NewDisposeScope();
         using var folder = new TemporaryFolder();
-        LlamaModel teacher = LlamaModel.FromPretrained(PretrainedFixtures.Folder("llama"));
+        LlamaModel teacher = PretrainedFolder.Load<LlamaModel>(PretrainedFixtures.Folder("llama")).Model;
         LlamaModel student = StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = 1, KeyValueHeads = 1 }).Model;
         student.eval();
         Tensor ids = TinyModels.Ids(3, 2, 9, student.Config.VocabSize);
 
-        student.SavePretrained(folder.Path);
-        LlamaModel back = LlamaModel.FromPretrained(folder.Path);
+        PretrainedFolder.Save(student, folder.Path);
+        LlamaModel back = PretrainedFolder.Load<LlamaModel>(folder.Path).Model;
 
         back.Config.Layers.Should().Be(1);
         back.Config.EffectiveKeyValueHeads.Should().Be(1);
@@ -80,9 +81,9 @@ public class PretrainedSaveTests
     {
         using var scope = NewDisposeScope();
         using var folder = new TemporaryFolder();
-        GptModel model = GptModel.FromPretrained(PretrainedFixtures.Folder("gpt2"));
+        GptModel model = PretrainedFolder.Load<GptModel>(PretrainedFixtures.Folder("gpt2")).Model;
 
-        model.SavePretrained(folder.Path, new PretrainedSaveOptions { MaxShardBytes = 100_000 });
+        PretrainedFolder.Save(model, folder.Path, new PretrainedSaveOptions { MaxShardBytes = 100_000 });
 
         ShardIndex index = ShardIndex.Read(folder.PathOf("model.safetensors.index.json"));
         string[] shards = index.WeightMap.Values.Distinct().Order().ToArray();
@@ -97,7 +98,7 @@ public class PretrainedSaveTests
             (bytes <= 100_000 || header.Entries.Count == 1).Should().BeTrue($"{shard} holds {bytes} bytes");
         }
         File.Exists(folder.PathOf("model.safetensors")).Should().BeFalse();
-        GptModel back = GptModel.FromPretrained(folder.Path);
+        GptModel back = PretrainedFolder.Load<GptModel>(folder.Path).Model;
         using var noGrad = no_grad();
         Tensor ids = TinyModels.Ids(4, 1, 6, 256);
         back.forward(ids).IsIdenticalTo(model.forward(ids)).Should().BeTrue();
@@ -111,11 +112,11 @@ public class PretrainedSaveTests
         using var teacherFolder = new TemporaryFolder();
         foreach (string file in Directory.GetFiles(PretrainedFixtures.Folder("gpt2"))) File.Copy(file, teacherFolder.PathOf(Path.GetFileName(file)));
         File.WriteAllText(teacherFolder.PathOf("vocab.json"), "{\"a\": 0}");
-        GptModel model = GptModel.FromPretrained(teacherFolder.Path);
-        model.SavePretrained(folder.Path, new PretrainedSaveOptions { MaxShardBytes = 100_000 });
+        GptModel model = PretrainedFolder.Load<GptModel>(teacherFolder.Path).Model;
+        PretrainedFolder.Save(model, folder.Path, new PretrainedSaveOptions { MaxShardBytes = 100_000 });
         File.WriteAllText(folder.PathOf("README.md"), "mine");
 
-        model.SavePretrained(folder.Path, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
+        PretrainedFolder.Save(model, folder.Path, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
 
         Directory.GetFiles(folder.Path).Select(Path.GetFileName).Order(StringComparer.Ordinal)
             .Should().Equal("README.md", "config.json", "model.safetensors", "vocab.json");
@@ -137,11 +138,11 @@ public class PretrainedSaveTests
         teacherConfig["dtype"] = "bfloat16";
         teacherConfig["id2label"] = new JsonObject { ["0"] = "no", ["1"] = "yes" };
         File.WriteAllText(teacherFolder.PathOf("config.json"), teacherConfig.ToJsonString());
-        LlamaModel teacher = LlamaModel.FromPretrained(teacherFolder.Path);
+        LlamaModel teacher = PretrainedFolder.Load<LlamaModel>(teacherFolder.Path).Model;
         LlamaModel student = StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = 1 }).Model;
 
-        student.SavePretrained(folder.Path, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
-        teacher.SavePretrained(folder.PathOf("teacher"), new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
+        PretrainedFolder.Save(student, folder.Path, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
+        PretrainedFolder.Save(teacher, folder.PathOf("teacher"), new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder.Path });
 
         var saved = (JsonObject)JsonNode.Parse(File.ReadAllText(folder.PathOf("config.json")))!;
         saved.ContainsKey("layer_types").Should().BeFalse("the teacher's two layer types would not fit a one-layer student");
@@ -161,11 +162,11 @@ public class PretrainedSaveTests
         using var folder = new TemporaryFolder();
         BertModel model = TinyModels.BertModel(config: TinyModels.Bert(pooler: true) with { Head = BertHead.MaskedLM });
 
-        model.SavePretrained(folder.Path);
+        PretrainedFolder.Save(model, folder.Path);
 
         SafetensorsFile.ReadHeader(folder.PathOf("model.safetensors")).Entries.Keys.Should().NotContain(k => k.Contains("pooler"));
         JsonNode.Parse(File.ReadAllText(folder.PathOf("config.json")))!["architectures"]![0]!.GetValue<string>().Should().Be("BertForMaskedLM");
-        BertModel back = BertModel.FromPretrained(folder.Path);
+        BertModel back = PretrainedFolder.Load<BertModel>(folder.Path).Model;
         using var noGrad = no_grad();
         Tensor ids = TinyModels.Ids(5, 2, 6, model.Config.VocabSize);
         back.forward(ids).IsIdenticalTo(model.forward(ids)).Should().BeTrue("the masked-LM head never reads the pooler");
@@ -176,9 +177,9 @@ public class PretrainedSaveTests
     {
         using var scope = NewDisposeScope();
         using var folder = new TemporaryFolder();
-        LlamaModel model = LlamaModel.FromPretrained(PretrainedFixtures.Folder("llama"));
+        LlamaModel model = PretrainedFolder.Load<LlamaModel>(PretrainedFixtures.Folder("llama")).Model;
 
-        model.SavePretrained(folder.Path, new PretrainedSaveOptions { Dtype = ScalarType.BFloat16 });
+        PretrainedFolder.Save(model, folder.Path, new PretrainedSaveOptions { Dtype = ScalarType.BFloat16 });
 
         JsonNode.Parse(File.ReadAllText(folder.PathOf("config.json")))!["torch_dtype"]!.GetValue<string>().Should().Be("bfloat16");
         SafetensorsFile.ReadHeader(folder.PathOf("model.safetensors")).Entries.Values.Select(e => e.DType).Distinct().Should().Equal("BF16");
@@ -196,9 +197,9 @@ public class PretrainedSaveTests
         BertModel noPooler = TinyModels.BertModel(config: TinyModels.Bert(pooler: false));
         LlamaModel llamaWithQkvBias = new(new LlamaConfig { VocabSize = 20, Width = 16, Heads = 2, Layers = 1, QueryKeyValueBias = true });
 
-        ((Action)(() => noPooler.SavePretrained(folder.PathOf("a")))).Should().Throw<NotSupportedException>()
+        ((Action)(() => PretrainedFolder.Save(noPooler, folder.PathOf("a")))).Should().Throw<NotSupportedException>()
             .WithMessage("The model cannot be saved as BertForSequenceClassification: UsePooler = false*Nothing was written.");
-        ((Action)(() => llamaWithQkvBias.SavePretrained(folder.PathOf("b")))).Should().Throw<NotSupportedException>()
+        ((Action)(() => PretrainedFolder.Save(llamaWithQkvBias, folder.PathOf("b")))).Should().Throw<NotSupportedException>()
             .WithMessage("*LlamaForCausalLM: QueryKeyValueBias without OutputBias*DecoderFamily.Qwen2*");
         Directory.Exists(folder.PathOf("a")).Should().BeFalse();
         Directory.Exists(folder.PathOf("b")).Should().BeFalse();

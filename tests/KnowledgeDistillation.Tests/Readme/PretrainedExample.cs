@@ -14,7 +14,7 @@ internal static class PretrainedExample
     {
         // snippet-begin
         // In: a Hugging Face folder (config.json, safetensors single or sharded, or pytorch_model.bin) and its tokenizer.
-        LlamaModel teacher = LlamaModel.FromPretrained(teacherFolder);
+        LlamaModel teacher = PretrainedFolder.Load<LlamaModel>(teacherFolder).Model;
         PretrainedTokenizer tokenizer = PretrainedTokenizer.Load(teacherFolder);
 
         // A student with half the teacher's layers, initialised from them (the DistilGPT2 recipe).
@@ -27,7 +27,7 @@ internal static class PretrainedExample
         trainer.Train(texts.Chunk(8).Select(chunk => batcher.CausalLanguageModeling(chunk)).ToList());
 
         // Out: the same format, with the teacher's tokenizer beside it, for transformers, converters and serving stacks.
-        student.SavePretrained(studentFolder, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder });
+        PretrainedFolder.Save(student, studentFolder, new PretrainedSaveOptions { CopyTokenizerFrom = teacherFolder });
         PretrainedModel<LlamaModel> reloaded = PretrainedFolder.Load<LlamaModel>(studentFolder);
         // snippet-end
         return reloaded;

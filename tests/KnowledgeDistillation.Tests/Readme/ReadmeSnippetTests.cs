@@ -1,3 +1,5 @@
+using KnowledgeDistillation.Pretrained;
+using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Losses;
 using KnowledgeDistillation.Training;
 using TorchSharp;
@@ -181,7 +183,7 @@ public class ReadmeSnippetTests
         {
             VocabSize = 400, Width = 32, Heads = 4, KeyValueHeads = 2, Layers = 2, FeedForwardWidth = 64,
         });
-        teacher.SavePretrained(teacherFolder.Path);
+        PretrainedFolder.Save(teacher, teacherFolder.Path);
         foreach (string file in new[] { "tokenizer.model", "tokenizer_config.json" }) File.Copy(Path.Combine(tokenizers, file), teacherFolder.PathOf(file));
         string[] texts = Enumerable.Range(0, 16).Select(i => $"The student {i} learns from the teacher's distribution at temperature {i % 3 + 1}.").ToArray();
 

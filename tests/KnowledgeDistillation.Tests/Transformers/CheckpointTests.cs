@@ -1,8 +1,9 @@
+using KnowledgeDistillation.Formats;
 using System.IO.Compression;
 using System.Text;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Transformers;
-using KnowledgeDistillation.Transformers.Checkpoints;
+using KnowledgeDistillation.Pretrained;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
@@ -72,7 +73,7 @@ public class CheckpointTests
         else PyTorchPickler.PickleStateDict(path, hf);
         GptModel model = TinyModels.GptModel(seed: 5, config: Gpt);
 
-        CheckpointLoadReport report = HuggingFaceCheckpoint.LoadGpt2(model, folder.Path);
+        WeightLoadReport report = PretrainedFolder.LoadWeights(model, folder.Path);
 
         Dictionary<string, Tensor> loaded = Parameters(model);
         loaded.Keys.Should().BeEquivalentTo(expected.Select(e => e.Ours), "every tensor of the model is mapped");
@@ -126,7 +127,7 @@ public class CheckpointTests
         }
         BertModel model = TinyModels.BertModel(seed: 6, config: Bert);
 
-        CheckpointLoadReport report = HuggingFaceCheckpoint.LoadBert(model, hf);
+        WeightLoadReport report = PretrainedFolder.LoadWeights(model, hf);
 
         Dictionary<string, Tensor> p = Parameters(model);
         p["embedding_norm.weight"].IsIdenticalTo(hf["bert.embeddings.LayerNorm.gamma"]).Should().BeTrue();
@@ -159,7 +160,7 @@ public class CheckpointTests
         GptModel model = TinyModels.GptModel(seed: 7, config: Gpt);
         Dictionary<string, Tensor> before = Parameters(model);
 
-        Action load = () => HuggingFaceCheckpoint.LoadGpt2(model, hf);
+        Action load = () => PretrainedFolder.LoadWeights(model, hf);
 
         load.Should().Throw<InvalidDataException>()
             .WithMessage("The GPT-2 checkpoint does not fit this model (2 problem(s); the model was not changed): " +
@@ -180,7 +181,7 @@ public class CheckpointTests
         GptModel model = TinyModels.GptModel(seed: 8, config: Gpt);
         Dictionary<string, Tensor> before = Parameters(model);
 
-        Action load = () => HuggingFaceCheckpoint.LoadGpt2(model, path);
+        Action load = () => PretrainedFolder.LoadWeights(model, path);
 
         load.Should().Throw<InvalidDataException>().WithMessage($"{path}: the safetensors entry * has data_offsets * outside the * data bytes (truncated file?).");
         Parameters(model).Should().AllSatisfy(p => p.Value.IsIdenticalTo(before[p.Key]).Should().BeTrue(p.Key));

@@ -56,7 +56,7 @@ internal sealed record CheckpointManifest(
         CheckpointManifest? manifest;
         try
         {
-            manifest = JsonSerializer.Deserialize<CheckpointManifest>(Models.JsonFile.ReadBounded(path), Json); // bounded: a link to a device cannot make it read forever
+            manifest = JsonSerializer.Deserialize<CheckpointManifest>(Formats.JsonFile.ReadBounded(path), Json); // bounded: a link to a device cannot make it read forever
         }
         catch (JsonException e)
         {

@@ -228,7 +228,7 @@ internal static class CheckpointStore
         TrainerState? state;
         try
         {
-            state = JsonSerializer.Deserialize<TrainerState>(Models.JsonFile.ReadBounded(path));
+            state = JsonSerializer.Deserialize<TrainerState>(Formats.JsonFile.ReadBounded(path));
         }
         catch (JsonException e)
         {

@@ -3,7 +3,7 @@ using TorchSharp;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
-namespace KnowledgeDistillation.Models;
+namespace KnowledgeDistillation.Formats;
 
 /// <summary>
 /// Reads a PyTorch state dict — name → tensor — from a safetensors file, a PyTorch <c>.bin</c>/<c>.pt</c>/<c>.pth</c>

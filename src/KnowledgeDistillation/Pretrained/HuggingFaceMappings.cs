@@ -1,4 +1,5 @@
-namespace KnowledgeDistillation.Transformers.Checkpoints;
+using KnowledgeDistillation.Transformers;
+namespace KnowledgeDistillation.Pretrained;
 
 /// <summary>
 /// The correspondence between our reference models' parameter names and Hugging Face's, per architecture. The
@@ -7,9 +8,9 @@ namespace KnowledgeDistillation.Transformers.Checkpoints;
 internal static class HuggingFaceMappings
 {
     /// <summary><c>GPT2LMHeadModel</c>: Conv1D weights stored [in, out]; the LM head tied to <c>wte</c> unless configured otherwise.</summary>
-    public static CheckpointMapping Gpt2(GptConfig config)
+    public static WeightNameMapping Gpt2(GptConfig config)
     {
-        var map = new CheckpointMapping("transformer.");
+        var map = new WeightNameMapping("transformer.");
         map.Same("token_embedding.weight", "wte.weight");
         map.Same("position_embedding.weight", "wpe.weight");
         for (int i = 0; i < config.Layers; i++)
@@ -39,9 +40,9 @@ internal static class HuggingFaceMappings
     /// into our single projection. Heads and the pooler are optional on load: a checkpoint without them leaves them as
     /// initialised and the report lists them.
     /// </summary>
-    public static CheckpointMapping Bert(BertConfig config, bool bareEncoder = false)
+    public static WeightNameMapping Bert(BertConfig config, bool bareEncoder = false)
     {
-        var map = new CheckpointMapping(bareEncoder ? "" : "bert.", new() { [".weight"] = ".gamma", [".bias"] = ".beta" });
+        var map = new WeightNameMapping(bareEncoder ? "" : "bert.", new() { [".weight"] = ".gamma", [".bias"] = ".beta" });
         map.Same("word_embedding.weight", "embeddings.word_embeddings.weight");
         map.Same("position_embedding.weight", "embeddings.position_embeddings.weight");
         map.Same("token_type_embedding.weight", "embeddings.token_type_embeddings.weight");
@@ -78,9 +79,9 @@ internal static class HuggingFaceMappings
     }
 
     /// <summary><c>LlamaForCausalLM</c>, <c>Qwen2ForCausalLM</c>, <c>MistralForCausalLM</c>: the decoder under "model.", the LM head outside it.</summary>
-    public static CheckpointMapping Llama(LlamaConfig config)
+    public static WeightNameMapping Llama(LlamaConfig config)
     {
-        var map = new CheckpointMapping("model.");
+        var map = new WeightNameMapping("model.");
         map.Same("token_embedding.weight", "embed_tokens.weight");
         for (int i = 0; i < config.Layers; i++)
         {
@@ -105,7 +106,7 @@ internal static class HuggingFaceMappings
         return map;
     }
 
-    private static void LayerNorm(CheckpointMapping map, string ours, string theirs)
+    private static void LayerNorm(WeightNameMapping map, string ours, string theirs)
     {
         map.Same(ours + ".weight", theirs + ".weight");
         map.Same(ours + ".bias", theirs + ".bias");

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace KnowledgeDistillation.Models;
+namespace KnowledgeDistillation.Formats;
 
 /// <summary>
 /// The index of a sharded Hugging Face checkpoint (<c>model.safetensors.index.json</c>): which shard file holds each

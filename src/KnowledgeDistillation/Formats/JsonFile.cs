@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace KnowledgeDistillation.Models;
+namespace KnowledgeDistillation.Formats;
 
 /// <summary>
 /// Reads the small JSON files of model and tokenizer folders (<c>config.json</c>, <c>tokenizer_config.json</c>, index

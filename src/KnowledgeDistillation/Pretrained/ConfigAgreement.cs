@@ -1,9 +1,9 @@
 using System.Globalization;
-using KnowledgeDistillation.Pretrained;
+using KnowledgeDistillation.Transformers;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KnowledgeDistillation.Transformers.Checkpoints;
+namespace KnowledgeDistillation.Pretrained;
 
 /// <summary>
 /// Checks a model's configuration against the <c>config.json</c> beside a checkpoint: a checkpoint loaded into a model
@@ -12,7 +12,7 @@ namespace KnowledgeDistillation.Transformers.Checkpoints;
 /// </summary>
 internal static class ConfigAgreement
 {
-    public static List<string> Check(PretrainedConfig file, TransformerConfig model)
+    public static List<string> Check(ModelFamily family, PretrainedConfig file, TransformerConfig model)
     {
         TransformerConfig expected = file.Config;
         string path = HuggingFaceConfig.FileName;
@@ -23,7 +23,7 @@ internal static class ConfigAgreement
         var differences = new List<string>();
         void Compare<T>(string field, string setting, T inFile, T inModel)
         {
-            if (!EqualityComparer<T>.Default.Equals(inFile, inModel)) differences.Add($"{field} is {Show(inFile)} in {path} but {setting} is {Show(inModel)} in the model");
+            if (!Equals(inFile, inModel)) differences.Add($"{field} is {Show(inFile)} in {path} but {setting} is {Show(inModel)} in the model");
         }
         Compare("vocab_size", "VocabSize", expected.VocabSize, model.VocabSize);
         Compare("the hidden width", "Width", expected.Width, model.Width);
@@ -32,26 +32,9 @@ internal static class ConfigAgreement
         Compare("the feed-forward width", "FeedForwardWidth", expected.EffectiveFeedForwardWidth, model.EffectiveFeedForwardWidth);
         Compare("the activation", "Activation", expected.Activation, model.Activation);
         Compare("the layer norm ε", "LayerNormEpsilon", expected.LayerNormEpsilon, model.LayerNormEpsilon);
-        switch (expected, model)
+        foreach ((string field, string setting, object? inFile, object? inModel) in family.ComparedSettings(expected, model))
         {
-            case (GptConfig e, GptConfig m):
-                Compare("n_positions", "ContextLength", e.ContextLength, m.ContextLength);
-                Compare("tie_word_embeddings", "TieEmbeddings", e.TieEmbeddings, m.TieEmbeddings);
-                break;
-            case (BertConfig e, BertConfig m):
-                Compare("max_position_embeddings", "ContextLength", e.ContextLength, m.ContextLength);
-                Compare("type_vocab_size", "TypeVocabSize", e.TypeVocabSize, m.TypeVocabSize);
-                break;
-            case (LlamaConfig e, LlamaConfig m):
-                Compare("num_key_value_heads", "KeyValueHeads", e.EffectiveKeyValueHeads, m.EffectiveKeyValueHeads);
-                Compare("head_dim", "HeadWidth", e.EffectiveHeadWidth, m.EffectiveHeadWidth);
-                Compare("rope_theta", "RopeTheta", e.RopeTheta, m.RopeTheta);
-                Compare("tie_word_embeddings", "TieEmbeddings", e.TieEmbeddings, m.TieEmbeddings);
-                Compare("the query/key/value bias", "QueryKeyValueBias", e.QueryKeyValueBias, m.QueryKeyValueBias);
-                Compare("the output bias", "OutputBias", e.OutputBias, m.OutputBias);
-                Compare("mlp_bias", "FeedForwardBias", e.FeedForwardBias, m.FeedForwardBias);
-                Compare("sliding_window", "SlidingWindow", e.SlidingWindow, m.SlidingWindow);
-                break;
+            Compare(field, setting, inFile, inModel);
         }
         if (differences.Count > 0)
         {
@@ -62,10 +45,10 @@ internal static class ConfigAgreement
         return [$"checked the model's configuration against {path} ({file.Architecture})"];
     }
 
-    public static List<string> Assumed(TransformerConfig model)
+    public static List<string> Assumed(ModelFamily family, TransformerConfig model)
     {
         string eps = model.LayerNormEpsilon.ToString("G", CultureInfo.InvariantCulture);
-        string tie = model switch { GptConfig g => $", TieEmbeddings = {g.TieEmbeddings}", LlamaConfig l => $", TieEmbeddings = {l.TieEmbeddings}", _ => "" };
+        string tie = family.AssumedSettings(model);
         return [$"no {HuggingFaceConfig.FileName} beside the checkpoint: assumed the model's own settings for what shapes cannot show (LayerNormEpsilon = {eps}, Activation = {model.Activation}{tie})"];
     }
 

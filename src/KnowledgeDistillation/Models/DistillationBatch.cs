@@ -1,7 +1,6 @@
-using KnowledgeDistillation.Models;
 using static TorchSharp.torch;
 
-namespace KnowledgeDistillation.Training;
+namespace KnowledgeDistillation.Models;
 
 /// <summary>One micro-batch for the trainer.</summary>
 /// <typeparam name="TInput">What the models consume: a <see cref="Tensor"/>, a <see cref="TokenBatch"/>, or your own type.</typeparam>

@@ -5,7 +5,7 @@ using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KnowledgeDistillation.Models;
+namespace KnowledgeDistillation.Formats;
 
 /// <summary>One tensor's entry in a safetensors header.</summary>
 /// <param name="DType">The format's dtype name (<c>F32</c>, <c>BF16</c>, …).</param>

@@ -1,10 +1,10 @@
-namespace KnowledgeDistillation.Transformers.Checkpoints;
+namespace KnowledgeDistillation.Pretrained;
 
 /// <summary>What loading a checkpoint into a model did.</summary>
 /// <param name="Loaded">The model's tensors that were written, by the model's names.</param>
 /// <param name="Unused">Checkpoint entries that nothing consumed (e.g. a pre-training head); not an error.</param>
 /// <param name="Ignored">Checkpoint entries skipped on purpose (derived buffers such as GPT-2's causal mask, or a tied LM head that equals the embeddings).</param>
-public sealed record CheckpointLoadReport(IReadOnlyList<string> Loaded, IReadOnlyList<string> Unused, IReadOnlyList<string> Ignored)
+public sealed record WeightLoadReport(IReadOnlyList<string> Loaded, IReadOnlyList<string> Unused, IReadOnlyList<string> Ignored)
 {
     /// <summary>
     /// The model's head tensors the checkpoint did not have, left as initialised (a classifier on a checkpoint of the

@@ -1,4 +1,4 @@
-namespace KnowledgeDistillation.Training;
+namespace KnowledgeDistillation.Models;
 
 /// <summary>
 /// An epoch's data that can start part-way through without producing the micro-batches before that point. On resume

@@ -1,14 +1,14 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace KnowledgeDistillation.Transformers.Checkpoints;
+namespace KnowledgeDistillation.Pretrained;
 
 /// <summary>
 /// How each tensor of one of our models corresponds to tensors of a checkpoint with other (Hugging Face) names: a
 /// plan of sources (one or more checkpoint names, a transform and its inverse), applied all-or-nothing when loading
 /// and inverted when saving.
 /// </summary>
-internal sealed class CheckpointMapping
+internal sealed class WeightNameMapping
 {
     private readonly Dictionary<string, Source> _plan = new(StringComparer.Ordinal);
     private readonly List<Func<string, bool>> _ignored = [];
@@ -19,7 +19,7 @@ internal sealed class CheckpointMapping
 
     /// <param name="backbonePrefix">The prefix Hugging Face writes before backbone names ("transformer.", "bert.", "model."), or "".</param>
     /// <param name="aliases">Name endings that older checkpoints use instead (".gamma" for ".weight").</param>
-    public CheckpointMapping(string backbonePrefix, Dictionary<string, string>? aliases = null)
+    public WeightNameMapping(string backbonePrefix, Dictionary<string, string>? aliases = null)
     {
         _backbonePrefix = backbonePrefix;
         _prefixes = backbonePrefix.Length > 0 ? [backbonePrefix] : [];
@@ -47,7 +47,7 @@ internal sealed class CheckpointMapping
 
     /// <summary>Builds every tensor of <paramref name="model"/>, checks every shape, and only then writes them.</summary>
     /// <exception cref="InvalidDataException">Entries are missing or have other shapes, or a tied entry differs; the model is unchanged.</exception>
-    public CheckpointLoadReport Apply(nn.Module model, IReadOnlyDictionary<string, Tensor> checkpoint, string kind)
+    public WeightLoadReport Apply(nn.Module model, IReadOnlyDictionary<string, Tensor> checkpoint, string kind)
     {
         var problems = new List<string>();
         var used = new HashSet<string>(StringComparer.Ordinal);
@@ -101,7 +101,7 @@ internal sealed class CheckpointMapping
                 {
                     double gap = a.shape.SequenceEqual(b.shape) ? (a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).abs().max().item<double>() : double.NaN;
                     problems.Add($"the checkpoint has its own {entry}, which differs from {partner} (max |difference| {gap:G3}), but the model ties them ({setting}); " +
-                        "build the model with untied embeddings, or load through FromPretrained, which reads tie_word_embeddings from config.json");
+                        "build the model with untied embeddings, or load it with PretrainedFolder.Load, which reads tie_word_embeddings from config.json");
                     continue;
                 }
                 used.Add(entry);
@@ -120,7 +120,7 @@ internal sealed class CheckpointMapping
 
         string[] rest = checkpoint.Keys.Where(k => !used.Contains(k)).OrderBy(k => k, StringComparer.Ordinal).ToArray();
         string[] ignored = rest.Where(k => _ignored.Any(ignore => ignore(StripPrefix(k)))).ToArray();
-        return new CheckpointLoadReport(staged.Select(s => s.Name).ToArray(), rest.Except(ignored).ToArray(), ignored.Concat(tiedChecked).Order(StringComparer.Ordinal).ToArray())
+        return new WeightLoadReport(staged.Select(s => s.Name).ToArray(), rest.Except(ignored).ToArray(), ignored.Concat(tiedChecked).Order(StringComparer.Ordinal).ToArray())
         {
             Initialized = initialized,
         };
