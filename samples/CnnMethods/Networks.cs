@@ -40,7 +40,7 @@ internal static class Networks
 
         public ModelOutputKinds Provides => inner.Provides;
 
-        public ModelOutput Forward(Images input, OutputRequest request) => inner.Forward(input.Pixels, request);
+        public ModelOutput Run(Images input, OutputRequest request) => inner.Run(input.Pixels, request);
     }
 
     /// <summary>Test errors out of the test images, in evaluation mode.</summary>

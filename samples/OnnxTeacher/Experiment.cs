@@ -158,7 +158,7 @@ internal sealed class Experiment
         Tensor images = _test[TensorIndex.Slice(0, 64)];
         Tensor expected = StudentNetwork.Embed(student, images);
         using var teacher = new OnnxTeacher(path, new OnnxTeacherOptions { SessionOptions = _session });
-        using var output = teacher.Forward(images, KnowledgeDistillation.Models.OutputRequest.LogitsOnly);
+        using var output = teacher.Run(images, KnowledgeDistillation.Models.OutputRequest.LogitsOnly);
         return (output.Logits - expected).abs().max().item<float>();
     }
 

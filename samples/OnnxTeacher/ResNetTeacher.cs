@@ -35,7 +35,7 @@ internal sealed class ResNetTeacher : IDistillationModel<Tensor>, IDisposable
     public ModelOutputKinds Provides => ModelOutputKinds.Logits;
 
     /// <summary>The embedding <c>[N, 512]</c> of images <c>[N, 1, 28, 28]</c> in [0, 1].</summary>
-    public ModelOutput Forward(Tensor images, OutputRequest request)
+    public ModelOutput Run(Tensor images, OutputRequest request)
     {
         using var scope = NewDisposeScope();
         Tensor large = F.interpolate(images.to(ScalarType.Float32).cpu(), size: [224, 224], mode: InterpolationMode.Bilinear, align_corners: false);
@@ -47,7 +47,7 @@ internal sealed class ResNetTeacher : IDistillationModel<Tensor>, IDisposable
             using var results = _preprocess.Run([input]);
             prepared.Add(tensor(results.First().AsTensor<float>().ToArray(), [1, 3, 224, 224]));
         }
-        return _resnet.Forward(cat(prepared, 0), request).MoveToOuterDisposeScope();
+        return _resnet.Run(cat(prepared, 0), request).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

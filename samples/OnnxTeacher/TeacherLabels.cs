@@ -87,7 +87,7 @@ internal static partial class TeacherLabels
             for (long start = 0; start < count; start += Batch)
             {
                 using var scope = NewDisposeScope();
-                using ModelOutput output = teacher.Forward(images.narrow(0, start, Math.Min(Batch, count - start)), OutputRequest.LogitsOnly);
+                using ModelOutput output = teacher.Run(images.narrow(0, start, Math.Min(Batch, count - start)), OutputRequest.LogitsOnly);
                 writer.Append(output.Logits);
                 task.Value = writer.Examples;
             }

@@ -34,7 +34,7 @@ internal static class SampleQuality
             DistillationBatch<TokenBatch> batch = OnPolicyBatches.Assemble(rows, null, result.Completions, result.CompletionMask.narrow(1, result.PromptLength, result.Completions.shape[1]));
             using (no_grad())
             {
-                Tensor logits = teacher.Forward(batch.Inputs, OutputRequest.LogitsOnly).Logits;
+                Tensor logits = teacher.Run(batch.Inputs, OutputRequest.LogitsOnly).Logits;
                 total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), batch.Labels!.reshape(-1), ignore_index: -100, reduction: nn.Reduction.Sum).item<float>();
                 tokens += batch.Labels!.ne(-100).sum().item<long>();
             }

@@ -150,7 +150,7 @@ internal sealed class TeacherTraining(Settings settings, GptConfig config)
         foreach (DistillationBatch<TokenBatch> batch in batches)
         {
             using var scope = NewDisposeScope();
-            Tensor logits = model.Forward(new TokenBatch(batch.Inputs.InputIds.to(device)), OutputRequest.LogitsOnly).Logits;
+            Tensor logits = model.Run(new TokenBatch(batch.Inputs.InputIds.to(device)), OutputRequest.LogitsOnly).Logits;
             total += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), batch.Labels!.to(device).reshape(-1), reduction: nn.Reduction.Sum).item<float>();
             tokens += batch.Labels!.numel();
         }

@@ -93,7 +93,7 @@ public sealed class OnnxTeacher : IDistillationModel<Tensor>, IDevicePlacement, 
 
     /// <summary>Runs the model on <paramref name="input"/> (float32 after conversion; the first dimension is the batch).</summary>
     /// <exception cref="ArgumentException">The input's shape does not fit the model's fixed dimensions (the message names both).</exception>
-    public ModelOutput Forward(Tensor input, OutputRequest request)
+    public ModelOutput Run(Tensor input, OutputRequest request)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(request);

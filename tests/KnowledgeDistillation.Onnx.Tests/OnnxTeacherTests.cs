@@ -36,7 +36,7 @@ public class OnnxTeacherTests
             {
                 using var scope = NewDisposeScope();
                 Tensor x = randn(rows, 12);
-                using ModelOutput output = teacher.Forward(x, new OutputRequest(HiddenStates: true));
+                using ModelOutput output = teacher.Run(x, new OutputRequest(HiddenStates: true));
                 using (no_grad())
                 {
                     (output.Logits - model.call(x)).abs().max().item<float>().Should().BeLessThan(1e-4f, $"{rows} rows");
@@ -96,7 +96,7 @@ public class OnnxTeacherTests
             {
                 foreach (DistillationBatch<Tensor> batch in data)
                 {
-                    using ModelOutput output = teacher.Forward(batch.Inputs, OutputRequest.LogitsOnly);
+                    using ModelOutput output = teacher.Run(batch.Inputs, OutputRequest.LogitsOnly);
                     writer.Append(output.Logits);
                 }
                 writer.Complete();
@@ -120,9 +120,9 @@ public class OnnxTeacherTests
             ((Action)(() => new OnnxTeacher(path, new OnnxTeacherOptions { LogitsOutput = "logits" }))).Should().Throw<ArgumentException>()
                 .WithMessage("*has no output \"logits\"; its outputs are: output.*");
             using var teacher = new OnnxTeacher(path);
-            ((Action)(() => teacher.Forward(randn(3, 11), OutputRequest.LogitsOnly))).Should().Throw<ArgumentException>()
+            ((Action)(() => teacher.Run(randn(3, 11), OutputRequest.LogitsOnly))).Should().Throw<ArgumentException>()
                 .WithMessage("The ONNX teacher's input \"input\" takes [N, 12]; got [3, 11].*");
-            ((Action)(() => teacher.Forward(randn(3, 12), new OutputRequest(HiddenStates: true)))).Should().Throw<NotSupportedException>();
+            ((Action)(() => teacher.Run(randn(3, 12), new OutputRequest(HiddenStates: true)))).Should().Throw<NotSupportedException>();
             string notOnnx = System.IO.Path.Combine(folder.Path, "model.onnx");
             File.WriteAllText(notOnnx, "this is not a protobuf");
             ((Action)(() => new OnnxTeacher(notOnnx))).Should().Throw<InvalidDataException>().WithMessage($"{notOnnx} could not be loaded as an ONNX model*");

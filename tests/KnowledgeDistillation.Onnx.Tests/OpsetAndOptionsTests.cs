@@ -55,7 +55,7 @@ public class OpsetAndOptionsTests
             OnnxExport.Export(bert, bertPath, hiddenStates: true, options);
             using var session = new InferenceSession(bertPath);
             Tensor ids = randint(0, 23, [2, 6]), mask = tensor(new long[,] { { 1, 1, 1, 1, 1, 1 }, { 1, 1, 1, 0, 0, 0 } }), types = zeros(2, 6, dtype: ScalarType.Int64);
-            using ModelOutput expected = bert.Forward(new TokenBatch(ids, mask, types), OutputRequest.LogitsOnly);
+            using ModelOutput expected = bert.Run(new TokenBatch(ids, mask, types), OutputRequest.LogitsOnly);
             NamedOnnxValue Input(string name, Tensor t) => NamedOnnxValue.CreateFromTensor(name, new DenseLongTensor(t.contiguous().data<long>().ToArray(), [2, 6]));
             using var results = session.Run([Input("input_ids", ids), Input("attention_mask", mask), Input("token_type_ids", types)]);
             Difference(results.First(r => r.Name == "logits").AsTensor<float>(), expected.Logits).Should().BeLessThan(1e-4f, $"BERT at opset {opset}");
@@ -150,7 +150,7 @@ public class OpsetAndOptionsTests
             export(path);
             using var session = new InferenceSession(path);
             Tensor ids = randint(0, vocabulary, [2, 7]);
-            using ModelOutput expected = model.Forward(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
+            using ModelOutput expected = model.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
             using var results = session.Run([NamedOnnxValue.CreateFromTensor("input_ids", new DenseLongTensor(ids.data<long>().ToArray(), [2, 7]))]);
             Difference(results.First(r => r.Name == "logits").AsTensor<float>(), expected.Logits).Should().BeLessThan(1e-4f);
             for (int layer = 0; layer < expected.HiddenStates!.Count; layer++)

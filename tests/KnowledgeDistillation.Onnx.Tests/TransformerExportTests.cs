@@ -96,7 +96,7 @@ public class TransformerExportTests
                 Tensor types = randint(0, 2, [b, s]);
                 // Row r keeps its first s − r tokens (at least one); the rest is padding that no query may attend to.
                 Tensor mask = arange(s).unsqueeze(0).lt((s - arange(b)).clamp_min(1).unsqueeze(1)).to(ScalarType.Int64);
-                using ModelOutput expected = model.Forward(new TokenBatch(ids, mask, types), new OutputRequest(HiddenStates: true));
+                using ModelOutput expected = model.Run(new TokenBatch(ids, mask, types), new OutputRequest(HiddenStates: true));
                 NamedOnnxValue Input(string name, Tensor t) => NamedOnnxValue.CreateFromTensor(name, new DenseLongTensor(t.contiguous().data<long>().ToArray(), [b, s]));
                 using var results = session.Run([Input("input_ids", ids), Input("attention_mask", mask), Input("token_type_ids", types)]);
                 MaxDifference(results, "logits", expected.Logits).Should().BeLessThan(1e-4f, $"{head} logits at [{b}, {s}]");
@@ -127,7 +127,7 @@ public class TransformerExportTests
         {
             using var scope = NewDisposeScope();
             Tensor ids = randint(0, vocabulary, [b, s]);
-            using ModelOutput expected = model.Forward(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
+            using ModelOutput expected = model.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
             var input = NamedOnnxValue.CreateFromTensor("input_ids", new DenseLongTensor(ids.data<long>().ToArray(), [b, s]));
             using var results = session.Run([input]);
             MaxDifference(results, "logits", expected.Logits).Should().BeLessThan(1e-4f, $"logits at [{b}, {s}]");

@@ -67,7 +67,7 @@ foreach ((string fixture, string name, PretrainedSaveOptions options) in variant
         _ => reloaded,
     };
     ModelOutput output1;
-    using (no_grad()) output1 = withConvention.Forward(batch, new OutputRequest(HiddenStates: true, AttentionProbabilities: true));
+    using (no_grad()) output1 = withConvention.Run(batch, new OutputRequest(HiddenStates: true, AttentionProbabilities: true));
     var computed = new Dictionary<string, Tensor>
     {
         ["input_ids"] = batch.InputIds, ["attention_mask"] = batch.AttentionMask!, ["logits"] = output1.Logits,

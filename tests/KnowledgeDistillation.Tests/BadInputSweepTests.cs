@@ -99,7 +99,7 @@ public class BadInputSweepTests(ITestOutputHelper output)
                 Try($"{n}: labels shape", () => L().forward(zeros(2, 4, 3), zeros(2, 4, 3), null, zeros(2, dtype: ScalarType.Int64)));
                 Try($"{n}: labels float", () => L().forward(zeros(2, 3), zeros(2, 3), null, zeros(2)));
                 Try($"{n}: labels bool", () => L().forward(zeros(2, 3), zeros(2, 3), null, ones(2, dtype: ScalarType.Bool)));
-                foreach (double t in new[] { 0, -1, double.NaN, double.PositiveInfinity }) Try($"{n}: temperature {t}", () => L().Temperature = t);
+                foreach (double t in new[] { 0, -1, double.NaN, double.PositiveInfinity }) Try($"{n}: temperature {t}", () => L().forward(zeros(2, 3), zeros(2, 3), null, null, t));
                 Try($"{n}: chunk 0", () => L().MaxChunkElements = 0);
                 Try($"{n}: reduction 7", () => L().Reduction = (RowReduction)7);
                 Try($"{n}: null student", () => L().forward(null!, zeros(2, 3)));
@@ -163,18 +163,18 @@ public class BadInputSweepTests(ITestOutputHelper output)
     {
         GptModel gpt = TinyModels.GptModel();
         BertModel bert = TinyModels.BertModel();
-        Try("GPT: empty batch", () => gpt.Forward(new TokenBatch(zeros(0, 4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("GPT: empty sequence", () => gpt.Forward(new TokenBatch(zeros(2, 0, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("GPT: too long", () => gpt.Forward(new TokenBatch(zeros(1, 17, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("GPT: id beyond vocabulary", () => gpt.Forward(new TokenBatch(full(1, 4, 37L)), OutputRequest.LogitsOnly));
-        Try("GPT: negative id", () => gpt.Forward(new TokenBatch(full(1, 4, -1L)), OutputRequest.LogitsOnly));
-        Try("GPT: float ids", () => gpt.Forward(new TokenBatch(zeros(1, 4)), OutputRequest.LogitsOnly));
-        Try("GPT: rank 1 ids", () => gpt.Forward(new TokenBatch(zeros(4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("GPT: attention mask shape", () => gpt.Forward(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), ones(2, 5, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("GPT: token types", () => gpt.Forward(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), null, zeros(2, 4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("BERT: type id beyond range", () => bert.Forward(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), null, full(2, 4, 5L)), OutputRequest.LogitsOnly));
-        Try("BERT: float attention mask", () => bert.Forward(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), ones(2, 4)), OutputRequest.LogitsOnly));
-        Try("BERT: empty batch", () => bert.Forward(new TokenBatch(zeros(0, 4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("GPT: empty batch", () => gpt.Run(new TokenBatch(zeros(0, 4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("GPT: empty sequence", () => gpt.Run(new TokenBatch(zeros(2, 0, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("GPT: too long", () => gpt.Run(new TokenBatch(zeros(1, 17, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("GPT: id beyond vocabulary", () => gpt.Run(new TokenBatch(full(1, 4, 37L)), OutputRequest.LogitsOnly));
+        Try("GPT: negative id", () => gpt.Run(new TokenBatch(full(1, 4, -1L)), OutputRequest.LogitsOnly));
+        Try("GPT: float ids", () => gpt.Run(new TokenBatch(zeros(1, 4)), OutputRequest.LogitsOnly));
+        Try("GPT: rank 1 ids", () => gpt.Run(new TokenBatch(zeros(4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("GPT: attention mask shape", () => gpt.Run(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), ones(2, 5, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("GPT: token types", () => gpt.Run(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), null, zeros(2, 4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("BERT: type id beyond range", () => bert.Run(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), null, full(2, 4, 5L)), OutputRequest.LogitsOnly));
+        Try("BERT: float attention mask", () => bert.Run(new TokenBatch(zeros(2, 4, dtype: ScalarType.Int64), ones(2, 4)), OutputRequest.LogitsOnly));
+        Try("BERT: empty batch", () => bert.Run(new TokenBatch(zeros(0, 4, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
         Try("GPT config: heads do not divide width", () => _ = new GptModel(TinyModels.Gpt() with { Heads = 5 }));
         Try("GPT config: zero layers", () => _ = new GptModel(TinyModels.Gpt() with { Layers = 0 }));
         Try("GPT config: negative vocabulary", () => _ = new GptModel(TinyModels.Gpt() with { VocabSize = -1 }));
@@ -182,10 +182,10 @@ public class BadInputSweepTests(ITestOutputHelper output)
 
         var mlp = Student();
         Try("FromLogits: null", () => DistillationModel.FromLogits(null!));
-        Try("FromLogits: hidden states requested", () => DistillationModel.FromLogits(mlp).Forward(zeros(2, Features), new OutputRequest(HiddenStates: true)));
+        Try("FromLogits: hidden states requested", () => DistillationModel.FromLogits(mlp).Run(zeros(2, Features), new OutputRequest(HiddenStates: true)));
         Try("FromFunction: null", () => DistillationModel.FromFunction<Tensor>(null!));
         Try("Capture: unknown module", () => DistillationModel.WithCapturedHiddenStates(mlp, "no.such.module"));
-        Try("Capture: attention requested", () => DistillationModel.WithCapturedHiddenStates(mlp, "0").Forward(zeros(2, Features), new OutputRequest(AttentionScores: true)));
+        Try("Capture: attention requested", () => DistillationModel.WithCapturedHiddenStates(mlp, "0").Run(zeros(2, Features), new OutputRequest(AttentionScores: true)));
         Try("Capture: no names", () => DistillationModel.WithCapturedHiddenStates(mlp));
     }
 
@@ -292,11 +292,11 @@ public class BadInputSweepTests(ITestOutputHelper output)
         Try("Llama: SlidingWindow 0", () => _ = new LlamaModel(llama with { SlidingWindow = 0 }));
         Try("Llama: post-norm", () => _ = new LlamaModel(llama with { NormPlacement = NormPlacement.Post }));
         var model = new LlamaModel(llama);
-        Try("Llama: id out of range", () => model.Forward(new TokenBatch(tensor(new long[,] { { 0, 20 } })), OutputRequest.LogitsOnly));
-        Try("Llama: float ids", () => model.Forward(new TokenBatch(zeros(1, 3)), OutputRequest.LogitsOnly));
-        Try("Llama: too long", () => model.Forward(new TokenBatch(zeros(1, 9, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
-        Try("Llama: mask shape", () => model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64), ones(1, 4, dtype: ScalarType.Bool)), OutputRequest.LogitsOnly));
-        Try("Llama: token types", () => model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64), null, zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("Llama: id out of range", () => model.Run(new TokenBatch(tensor(new long[,] { { 0, 20 } })), OutputRequest.LogitsOnly));
+        Try("Llama: float ids", () => model.Run(new TokenBatch(zeros(1, 3)), OutputRequest.LogitsOnly));
+        Try("Llama: too long", () => model.Run(new TokenBatch(zeros(1, 9, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
+        Try("Llama: mask shape", () => model.Run(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64), ones(1, 4, dtype: ScalarType.Bool)), OutputRequest.LogitsOnly));
+        Try("Llama: token types", () => model.Run(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64), null, zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly));
 
         using var folder = new TemporaryFolder();
         Try("Load: missing folder", () => PretrainedFolder.Load(folder.PathOf("none")));
@@ -369,17 +369,17 @@ public class BadInputSweepTests(ITestOutputHelper output)
         Try("KV cache: past beyond the context", () =>
         {
             using var cache = new KeyValueCache();
-            model.Forward(new TokenBatch(zeros(1, 10, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
-            model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
+            model.Run(new TokenBatch(zeros(1, 10, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
+            model.Run(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
         });
         Try("KV cache: mask not covering the cache", () =>
         {
             using var cache = new KeyValueCache();
-            model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
-            model.Forward(new TokenBatch(zeros(1, 1, dtype: ScalarType.Int64), ones(1, 1, dtype: ScalarType.Bool)), OutputRequest.LogitsOnly, cache);
+            model.Run(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)), OutputRequest.LogitsOnly, cache);
+            model.Run(new TokenBatch(zeros(1, 1, dtype: ScalarType.Int64), ones(1, 1, dtype: ScalarType.Bool)), OutputRequest.LogitsOnly, cache);
         });
-        Try("Positions: out of range", () => model.Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = tensor(new long[,] { { 0, 1, 12 } }) }, OutputRequest.LogitsOnly));
-        Try("Positions: on BERT", () => TinyModels.BertModel().Forward(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = zeros(1, 3, dtype: ScalarType.Int64) }, OutputRequest.LogitsOnly));
+        Try("Positions: out of range", () => model.Run(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = tensor(new long[,] { { 0, 1, 12 } }) }, OutputRequest.LogitsOnly));
+        Try("Positions: on BERT", () => TinyModels.BertModel().Run(new TokenBatch(zeros(1, 3, dtype: ScalarType.Int64)) { PositionIds = zeros(1, 3, dtype: ScalarType.Int64) }, OutputRequest.LogitsOnly));
         Try("OnPolicy: lambda 1.5", () => _ = new OnPolicyBatches(model, model, new OnPolicyOptions { StudentFraction = 1.5 }));
         Try("OnPolicy: sequence-level without a teacher", () => _ = new OnPolicyBatches(model, null, new OnPolicyOptions { SequenceLevel = true }));
         Try("OnPolicy: data batch without completions", () => new OnPolicyBatches(model, null, new OnPolicyOptions { StudentFraction = 0 }).Next(new PromptBatch(prompts), 0));

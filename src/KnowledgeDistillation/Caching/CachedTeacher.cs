@@ -39,7 +39,7 @@ public sealed class CachedTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
 
     /// <inheritdoc />
     /// <exception cref="NotSupportedException">The request asks for hidden states or attention maps, which a cache does not hold.</exception>
-    public ModelOutput Forward(TInput input, OutputRequest request)
+    public ModelOutput Run(TInput input, OutputRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.HiddenStates || request.AnyAttention)

@@ -65,7 +65,7 @@ public static class TextGeneration
             Tensor positions = mask.to(ScalarType.Int64).cumsum(1).sub(1).clamp_min(0);
             using var generator = new Generator((ulong)options.Seed, device);
 
-            Tensor logits = model.Forward(new TokenBatch(ids, mask) { PositionIds = positions }, OutputRequest.LogitsOnly, cache).Logits.select(1, -1);
+            Tensor logits = model.Run(new TokenBatch(ids, mask) { PositionIds = positions }, OutputRequest.LogitsOnly, cache).Logits.select(1, -1);
             Tensor lastPosition = positions.select(1, -1);
             Tensor finished = zeros(rows, dtype: ScalarType.Bool, device: device);
             var tokens = new List<Tensor>();
@@ -86,7 +86,7 @@ public static class TextGeneration
 
                 mask = cat([mask, active.unsqueeze(1)], 1);
                 lastPosition = lastPosition + 1;
-                logits = model.Forward(new TokenBatch(next.unsqueeze(1), mask) { PositionIds = lastPosition.unsqueeze(1) }, OutputRequest.LogitsOnly, cache).Logits.select(1, -1);
+                logits = model.Run(new TokenBatch(next.unsqueeze(1), mask) { PositionIds = lastPosition.unsqueeze(1) }, OutputRequest.LogitsOnly, cache).Logits.select(1, -1);
             }
 
             Tensor completions = stack(tokens, 1), completionMask = stack(produced, 1);

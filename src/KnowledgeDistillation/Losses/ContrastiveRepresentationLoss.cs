@@ -25,7 +25,7 @@ namespace KnowledgeDistillation.Losses;
 /// <para>
 /// Negatives: RepDistiller's default ("exact" mode) samples them from other classes, which needs labels. Here they are
 /// drawn uniformly from the dataset other than the example itself, which needs none (the paper's general form);
-/// pass your own <c>[N, K]</c> negative indices to <see cref="Forward"/> for class-aware sampling. The draw uses
+/// pass your own <c>[N, K]</c> negative indices to <see cref="forward(Tensor, Tensor, Tensor, Tensor?)"/> for class-aware sampling. The draw uses
 /// TorchSharp's global generator, so a seeded run is repeatable.
 /// </para>
 /// <para>
@@ -102,14 +102,14 @@ public sealed class ContrastiveRepresentationLoss : nn.Module<Tensor, Tensor, Te
     /// <param name="studentFeatures">Student features <c>[N, ...]</c> (flattened to the student width).</param>
     /// <param name="teacherFeatures">Teacher features <c>[N, ...]</c> (detached inside).</param>
     /// <param name="exampleIndices">The examples' positions in the training set, <c>[N]</c>.</param>
-    public override Tensor forward(Tensor studentFeatures, Tensor teacherFeatures, Tensor exampleIndices) => Forward(studentFeatures, teacherFeatures, exampleIndices, null);
+    public override Tensor forward(Tensor studentFeatures, Tensor teacherFeatures, Tensor exampleIndices) => forward(studentFeatures, teacherFeatures, exampleIndices, null);
 
     /// <summary>The loss for a batch, optionally with given negatives.</summary>
     /// <param name="studentFeatures">Student features <c>[N, ...]</c>.</param>
     /// <param name="teacherFeatures">Teacher features <c>[N, ...]</c> (detached inside).</param>
     /// <param name="exampleIndices">The examples' positions in the training set, <c>[N]</c>.</param>
     /// <param name="negativeIndices">Optional <c>[N, K]</c> positions of each example's negatives; drawn uniformly (never the example itself) when null.</param>
-    public Tensor Forward(Tensor studentFeatures, Tensor teacherFeatures, Tensor exampleIndices, Tensor? negativeIndices)
+    public Tensor forward(Tensor studentFeatures, Tensor teacherFeatures, Tensor exampleIndices, Tensor? negativeIndices)
     {
         ArgumentNullException.ThrowIfNull(studentFeatures);
         ArgumentNullException.ThrowIfNull(teacherFeatures);

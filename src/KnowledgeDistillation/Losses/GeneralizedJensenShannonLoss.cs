@@ -21,8 +21,6 @@ namespace KnowledgeDistillation.Losses;
 /// </remarks>
 public sealed class GeneralizedJensenShannonLoss : LogitDistillationLoss
 {
-    private double _beta;
-
     /// <summary>Creates the loss.</summary>
     /// <param name="beta">β in [0, 1]: the teacher's weight in the mixture (0 = forward KL, 1 = reverse KL).</param>
     /// <param name="temperature">T; finite and &gt; 0.</param>
@@ -32,31 +30,29 @@ public sealed class GeneralizedJensenShannonLoss : LogitDistillationLoss
     public GeneralizedJensenShannonLoss(double beta = 0.5, double temperature = 1.0, bool normalize = false, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(GeneralizedJensenShannonLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
-        Beta = beta;
+        Beta = RequireBeta(beta, nameof(beta));
         Normalize = normalize;
     }
 
-    /// <summary>β in [0, 1]; settable so a schedule can move it between steps.</summary>
-    public double Beta
-    {
-        get => _beta;
-        set
-        {
-            if (!(value >= 0 && value <= 1)) // also rejects NaN
-            {
-                throw new ArgumentOutOfRangeException(nameof(Beta), value, $"{nameof(Beta)} must lie in [0, 1]; got {value}.");
-            }
-            _beta = value;
-        }
-    }
+    /// <summary>β in [0, 1] when a call does not give its own (a schedule passes each step's as the call's <c>mixture</c>).</summary>
+    public double Beta { get; }
 
     /// <summary>Whether the divergence is divided by β(1 − β).</summary>
-    public bool Normalize { get; set; }
+    public bool Normalize { get; }
 
     /// <inheritdoc />
-    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs)
+    protected override double DefaultMixture => Beta;
+
+    /// <inheritdoc />
+    protected override double CheckMixture(double? mixture) => mixture is { } beta ? RequireBeta(beta, nameof(mixture)) : Beta;
+
+    private static double RequireBeta(double value, string name) =>
+        value >= 0 && value <= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must lie in [0, 1]; got {value}."); // also rejects NaN
+
+    /// <inheritdoc />
+    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments)
     {
-        double beta = Beta;
+        double beta = arguments.Mixture;
         if (beta == 0) return KullbackLeibler(teacherLogProbs, studentLogProbs);
         if (beta == 1) return KullbackLeibler(studentLogProbs, teacherLogProbs);
 

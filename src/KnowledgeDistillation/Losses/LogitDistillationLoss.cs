@@ -17,11 +17,13 @@ namespace KnowledgeDistillation.Losses;
 /// <item>large inputs (more than <see cref="MaxChunkElements"/> logits) are processed in row chunks whose gradient is
 /// computed during the forward pass, so the step holds one <c>[rows, C]</c> gradient instead of every intermediate
 /// softmax of the whole batch (see docs/performance.md).</item>
+/// <item>the module holds no per-call state: a caller with a schedule passes the step's temperature (and mixture
+/// weight) to <see cref="forward(Tensor, Tensor, Tensor?, Tensor?, double, double?)"/>, so one loss serves several
+/// threads or trainers at once.</item>
 /// </list>
 /// </summary>
 public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
 {
-    private double _temperature;
 
     /// <summary>Creates the loss.</summary>
     /// <param name="name">Module name.</param>
@@ -31,17 +33,13 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     protected LogitDistillationLoss(string name, double temperature, bool scaleByTemperatureSquared, long ignoreIndex)
         : base(name)
     {
-        Temperature = temperature;
+        Temperature = Temperatures.Require(temperature, nameof(temperature));
         ScaleByTemperatureSquared = scaleByTemperatureSquared;
         IgnoreIndex = ignoreIndex;
     }
 
-    /// <summary>T in softmax(z / T). Settable, so a schedule can change it between steps; must be finite and &gt; 0.</summary>
-    public double Temperature
-    {
-        get => _temperature;
-        set => _temperature = Temperatures.Require(value, nameof(Temperature));
-    }
+    /// <summary>T in softmax(z / T) when a call does not give its own (a schedule passes each step's to <see cref="forward(Tensor, Tensor, Tensor?, Tensor?, double, double?)"/>).</summary>
+    public double Temperature { get; }
 
     /// <summary>
     /// Inputs with more logits than this are processed in chunks of rows (default 4,194,304 = 16 MB of float32 per
@@ -81,37 +79,78 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// <param name="teacherLogits">Teacher logits of the same shape (detached inside).</param>
     public override Tensor forward(Tensor studentLogits, Tensor teacherLogits) => forward(studentLogits, teacherLogits, null, null);
 
-    /// <summary>The loss over the kept rows.</summary>
+    /// <summary>The loss over the kept rows, at <see cref="Temperature"/>.</summary>
     /// <param name="studentLogits">Student logits, <c>[N, C]</c> or <c>[B, S, C]</c>.</param>
     /// <param name="teacherLogits">Teacher logits of the same shape (detached inside).</param>
     /// <param name="mask">Optional rows to keep: bool (or 0/1 integer) of shape <c>[N]</c> or <c>[B, S]</c>.</param>
     /// <param name="labels">Optional integer labels of shape <c>[N]</c> or <c>[B, S]</c>; rows equal to <see cref="IgnoreIndex"/> are dropped.</param>
-    public Tensor forward(Tensor studentLogits, Tensor teacherLogits, Tensor? mask, Tensor? labels = null)
+    public Tensor forward(Tensor studentLogits, Tensor teacherLogits, Tensor? mask, Tensor? labels = null) =>
+        forward(studentLogits, teacherLogits, mask, labels, Temperature, null);
+
+    /// <summary>The loss over the kept rows at a temperature (and, for losses with one, a mixture weight) given for this call only.</summary>
+    /// <param name="studentLogits">Student logits, <c>[N, C]</c> or <c>[B, S, C]</c>.</param>
+    /// <param name="teacherLogits">Teacher logits of the same shape (detached inside).</param>
+    /// <param name="mask">Optional rows to keep: bool (or 0/1 integer) of shape <c>[N]</c> or <c>[B, S]</c>.</param>
+    /// <param name="labels">Optional integer labels of shape <c>[N]</c> or <c>[B, S]</c>; rows equal to <see cref="IgnoreIndex"/> are dropped.</param>
+    /// <param name="temperature">T for this call; finite and &gt; 0.</param>
+    /// <param name="mixture">The mixture weight for this call (<see cref="SkewKLLoss"/>'s α, <see cref="GeneralizedJensenShannonLoss"/>'s β); null takes the loss's own.</param>
+    public Tensor forward(Tensor studentLogits, Tensor teacherLogits, Tensor? mask, Tensor? labels, double temperature, double? mixture = null)
     {
         ArgumentNullException.ThrowIfNull(studentLogits);
         ArgumentNullException.ThrowIfNull(teacherLogits);
+        Temperatures.Require(temperature, nameof(temperature));
+        double mix = CheckMixture(mixture);
         const string layout = "logits of shape [N, C] (one row per example) or [B, S, C] (one row per token)";
         LossInputs.RequireFloating(studentLogits, nameof(studentLogits));
         LossInputs.RequireFloating(teacherLogits, nameof(teacherLogits));
         LossInputs.RequireRank(studentLogits, nameof(studentLogits), 2, 3, layout);
         LossInputs.RequireSameShape(studentLogits, nameof(studentLogits), teacherLogits, nameof(teacherLogits), "vocabulary size");
         LossInputs.RequireSameDevice(studentLogits, nameof(studentLogits), teacherLogits, nameof(teacherLogits));
+        if (RequiresLabels && labels is null)
+        {
+            throw new ArgumentNullException(nameof(labels), $"{GetType().Name} needs labels: it splits each row at its true class.");
+        }
 
         using var scope = NewDisposeScope();
         ScalarType type = LossInputs.ComputeType(studentLogits);
         Tensor? keep = RowMask.Resolve(studentLogits.shape[..^1], studentLogits.device, mask, labels, IgnoreIndex);
-        double t = Temperature;
+        double t = temperature;
         long classes = studentLogits.shape[^1];
+        Tensor? rowLabels = RequiresLabels ? RowLabels(labels!, keep!, classes, studentLogits.device) : null;
         if (studentLogits.numel() > MaxChunkElements && classes > 0)
         {
-            return Chunked(studentLogits.reshape(-1, classes), teacherLogits.detach().reshape(-1, classes), keep?.reshape(-1), type, t, studentLogits.shape[0]).MoveToOuterDisposeScope();
+            return Chunked(studentLogits.reshape(-1, classes), teacherLogits.detach().reshape(-1, classes), keep?.reshape(-1), rowLabels?.reshape(-1), type, t, mix, studentLogits.shape[0]).MoveToOuterDisposeScope();
         }
 
         Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(studentLogits.to(type), keep, 1), t);
         Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacherLogits.detach().to(type), keep, 1), t);
-        Tensor loss = RowMask.Reduce(RowDivergence(studentLogProbs, teacherLogProbs), keep, Reduction);
+        Tensor loss = RowMask.Reduce(RowDivergence(studentLogProbs, teacherLogProbs, new RowArguments(rowLabels, mix)), keep, Reduction);
         if (ScaleByTemperatureSquared) loss = loss * (t * t);
         return loss.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>What a row's divergence may read besides the two log-probabilities.</summary>
+    /// <param name="Labels">Each row's true class (0 on dropped rows), <c>[rows]</c> int64, for losses that <see cref="RequiresLabels"/>; null otherwise.</param>
+    /// <param name="Mixture">The mixture weight of this call, for losses that have one (NaN otherwise).</param>
+    protected readonly record struct RowArguments(Tensor? Labels, double Mixture);
+
+    /// <summary>Whether the divergence splits rows at their true class (DKD): then labels are required and checked against the class count.</summary>
+    protected virtual bool RequiresLabels => false;
+
+    /// <summary>The loss's own mixture weight (NaN for losses without one); a call's <c>mixture</c> replaces it.</summary>
+    protected virtual double DefaultMixture => double.NaN;
+
+    /// <summary>Checks a call's mixture weight (the loss's own range); returns the weight to use.</summary>
+    protected virtual double CheckMixture(double? mixture)
+    {
+        if (mixture is not null) throw new ArgumentException($"{GetType().Name} has no mixture weight; pass null.", nameof(mixture));
+        return DefaultMixture;
+    }
+
+    private Tensor RowLabels(Tensor labels, Tensor keep, long classes, Device device)
+    {
+        if (labels.device_type == DeviceType.CPU) LossInputs.RequireLabelsInRange(labels, keep, classes, IgnoreIndex);
+        return where(keep, labels.to(ScalarType.Int64, device), zeros(1, dtype: ScalarType.Int64, device: device));
     }
 
     /// <summary>
@@ -121,7 +160,7 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// loss exactly (x − x = 0), and autograd sees a function whose gradient with respect to s is g — the true
     /// gradient — while holding only g, never the softmaxes of the whole input.
     /// </summary>
-    private Tensor Chunked(Tensor student, Tensor teacher, Tensor? keep, ScalarType type, double t, long firstDimension)
+    private Tensor Chunked(Tensor student, Tensor teacher, Tensor? keep, Tensor? rowLabels, ScalarType type, double t, double mix, long firstDimension)
     {
         long rows = student.shape[0], classes = student.shape[1];
         long chunkRows = Math.Max(1, MaxChunkElements / classes);
@@ -146,7 +185,7 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
             {
                 Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(leaf, keepChunk, 1), t);
                 Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacher[range].to(type), keepChunk, 1), t);
-                Tensor perRow = RowDivergence(studentLogProbs, teacherLogProbs);
+                Tensor perRow = RowDivergence(studentLogProbs, teacherLogProbs, new RowArguments(rowLabels?[range], mix));
                 Tensor sum = (keepChunk is null ? perRow : where(keepChunk, perRow, zeros(1, type, perRow.device))).sum() * scale;
                 if (gradient is not null) gradient[range].copy_(autograd.grad([sum], [leaf])[0]);
                 total.add_(sum.detach());
@@ -166,7 +205,8 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>The divergence of each row, summed over the class dimension: <c>[..., C]</c> log-probabilities in, <c>[...]</c> out.</summary>
     /// <param name="studentLogProbs">log p_student^T; entries of zero probability hold the dtype's lowest finite value, not -inf.</param>
     /// <param name="teacherLogProbs">log p_teacher^T, likewise.</param>
-    protected abstract Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs);
+    /// <param name="arguments">The rows' labels and the call's mixture weight, for the losses that read them.</param>
+    protected abstract Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments);
 
     /// <summary>Σ_c p_c (log p_c − log q_c) over the last dimension; a class with p_c = 0 contributes exactly 0.</summary>
     protected static Tensor KullbackLeibler(Tensor logP, Tensor logQ) => logP.exp().mul(logP - logQ).sum(-1);

@@ -22,6 +22,6 @@ public sealed class ReverseKLLoss : LogitDistillationLoss
     }
 
     /// <inheritdoc />
-    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs) =>
+    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments) =>
         KullbackLeibler(studentLogProbs, teacherLogProbs);
 }

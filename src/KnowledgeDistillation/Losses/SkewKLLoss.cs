@@ -14,8 +14,6 @@ namespace KnowledgeDistillation.Losses;
 /// </remarks>
 public sealed class SkewKLLoss : LogitDistillationLoss
 {
-    private double _alpha;
-
     /// <summary>Creates the loss.</summary>
     /// <param name="alpha">α in [0, 1): the share of the divergence's own first argument in the mixture.</param>
     /// <param name="reverse">The skew reverse KL, KL(p_s ‖ (1 − α)p_t + αp_s), instead of the skew forward KL.</param>
@@ -25,32 +23,30 @@ public sealed class SkewKLLoss : LogitDistillationLoss
     public SkewKLLoss(double alpha = 0.1, bool reverse = false, double temperature = 1.0, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(SkewKLLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
-        Alpha = alpha;
+        Alpha = RequireAlpha(alpha, nameof(alpha));
         Reverse = reverse;
     }
 
-    /// <summary>α in [0, 1); settable so a schedule can move it between steps.</summary>
-    public double Alpha
-    {
-        get => _alpha;
-        set
-        {
-            if (!(value >= 0 && value < 1)) // also rejects NaN
-            {
-                throw new ArgumentOutOfRangeException(nameof(Alpha), value, $"{nameof(Alpha)} must lie in [0, 1); got {value}.");
-            }
-            _alpha = value;
-        }
-    }
+    /// <summary>α in [0, 1) when a call does not give its own (a schedule passes each step's as the call's <c>mixture</c>).</summary>
+    public double Alpha { get; }
 
     /// <summary>Whether this is the skew reverse KL.</summary>
     public bool Reverse { get; }
 
     /// <inheritdoc />
-    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs)
+    protected override double DefaultMixture => Alpha;
+
+    /// <inheritdoc />
+    protected override double CheckMixture(double? mixture) => mixture is { } alpha ? RequireAlpha(alpha, nameof(mixture)) : Alpha;
+
+    private static double RequireAlpha(double value, string name) =>
+        value >= 0 && value < 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must lie in [0, 1); got {value}."); // also rejects NaN
+
+    /// <inheritdoc />
+    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments)
     {
         (Tensor first, Tensor second) = Reverse ? (studentLogProbs, teacherLogProbs) : (teacherLogProbs, studentLogProbs);
-        double alpha = Alpha;
+        double alpha = arguments.Mixture;
         if (alpha == 0) return KullbackLeibler(first, second);
         Tensor mixture = stack([first + Math.Log(alpha), second + Math.Log(1 - alpha)]).logsumexp(0);
         return KullbackLeibler(first, mixture);

@@ -23,6 +23,6 @@ public sealed class SoftTargetKLLoss : LogitDistillationLoss
     }
 
     /// <inheritdoc />
-    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs) =>
+    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments) =>
         KullbackLeibler(teacherLogProbs, studentLogProbs);
 }

@@ -23,6 +23,6 @@ public sealed class TotalVariationLoss : LogitDistillationLoss
     }
 
     /// <inheritdoc />
-    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs) =>
+    protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments) =>
         (teacherLogProbs.exp() - studentLogProbs.exp()).abs().sum(-1).mul(0.5);
 }

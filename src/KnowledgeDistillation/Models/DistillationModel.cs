@@ -52,7 +52,7 @@ public static class DistillationModel
 
         public ModelOutputKinds Provides => ModelOutputKinds.Logits;
 
-        public ModelOutput Forward(Tensor input, OutputRequest request)
+        public ModelOutput Run(Tensor input, OutputRequest request)
         {
             if (request.HiddenStates || request.AnyAttention)
             {
@@ -76,7 +76,7 @@ public static class DistillationModel
     {
         public ModelOutputKinds Provides => provides;
 
-        public ModelOutput Forward(TInput input, OutputRequest request) => forward(input, request);
+        public ModelOutput Run(TInput input, OutputRequest request) => forward(input, request);
     }
 
     private sealed class DelegateModel<TModule, TInput>(TModule module, Func<TModule, TInput, OutputRequest, ModelOutput> forward) : IModuleModel<TInput>
@@ -84,7 +84,7 @@ public static class DistillationModel
     {
         public nn.Module Module => module;
 
-        public ModelOutput Forward(TInput input, OutputRequest request) => forward(module, input, request);
+        public ModelOutput Run(TInput input, OutputRequest request) => forward(module, input, request);
     }
 }
 
@@ -110,7 +110,7 @@ public sealed class CapturingModel : IModuleModel<Tensor>, IDisposable
     public IReadOnlyList<string> ModuleNames => _capture.ModuleNames;
 
     /// <inheritdoc />
-    public ModelOutput Forward(Tensor input, OutputRequest request)
+    public ModelOutput Run(Tensor input, OutputRequest request)
     {
         if (request.AnyAttention)
         {

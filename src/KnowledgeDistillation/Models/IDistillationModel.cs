@@ -21,7 +21,7 @@ public interface IDistillationModel<in TInput>
 
     /// <summary>Runs the model on <paramref name="input"/>, returning what <paramref name="request"/> asks for.</summary>
     /// <exception cref="NotSupportedException">The model cannot provide something the request asks for.</exception>
-    ModelOutput Forward(TInput input, OutputRequest request);
+    ModelOutput Run(TInput input, OutputRequest request);
 }
 
 /// <summary>

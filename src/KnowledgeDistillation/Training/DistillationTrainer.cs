@@ -262,10 +262,10 @@ public sealed class DistillationTrainer<TInput>
                 using var noGrad = no_grad();
                 for (int k = 0; k < _teachers.Count; k++)
                 {
-                    teacherOutputs.Add(Native(() => _teachers[k].Forward(batch.Inputs, _objective.TeacherRequest), $"teacher {k}'s forward pass", batch, run, i));
+                    teacherOutputs.Add(Native(() => _teachers[k].Run(batch.Inputs, _objective.TeacherRequest), $"teacher {k}'s forward pass", batch, run, i));
                 }
             }
-            ModelOutput studentOutput = Native(() => _student.Forward(batch.Inputs, _objective.StudentRequest), "the student's forward pass", batch, run, i);
+            ModelOutput studentOutput = Native(() => _student.Run(batch.Inputs, _objective.StudentRequest), "the student's forward pass", batch, run, i);
             ObjectiveResult result = Native(() => _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step)
             {
                 ExampleIndices = batch.ExampleIndices,

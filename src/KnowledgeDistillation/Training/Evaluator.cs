@@ -27,7 +27,7 @@ internal static class Evaluator
                 using var scope = NewDisposeScope();
                 DistillationBatch<TInput> batch = BatchPlacement.To(raw, device);
                 Tensor labels = batch.Labels ?? throw new InvalidOperationException("Evaluation batches need labels.");
-                Tensor logits = model.Forward(batch.Inputs, OutputRequest.LogitsOnly).Logits.to(ScalarType.Float32);
+                Tensor logits = model.Run(batch.Inputs, OutputRequest.LogitsOnly).Logits.to(ScalarType.Float32);
                 rank = (int)logits.dim();
                 Tensor keep = BatchPlacement.KeptRows(batch)!;
                 Tensor flatLogits = logits.reshape(-1, logits.shape[^1]), flatLabels = labels.reshape(-1), flatKeep = keep.reshape(-1);

@@ -10,7 +10,7 @@ namespace KnowledgeDistillation.Transformers;
 /// A BERT-style bidirectional encoder: word, position and token-type embeddings with a layer norm,
 /// <see cref="TransformerConfig.Layers"/> blocks, then the configured <see cref="BertHead"/> — an optional pooler
 /// (dense + tanh on the first token) and a linear classifier, a masked-LM head, or none. <c>call(ids)</c> maps
-/// <c>[B, S]</c> ids to the head's logits; <see cref="Forward"/> takes a padding mask and returns hidden states and
+/// <c>[B, S]</c> ids to the head's logits; <see cref="Run"/> takes a padding mask and returns hidden states and
 /// attention on request.
 /// </summary>
 /// <remarks>
@@ -73,10 +73,10 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
     public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
 
     /// <summary>The head's logits (see <see cref="BertHead"/>) for unpadded token ids <c>[B, S]</c>.</summary>
-    public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
+    public override Tensor forward(Tensor inputIds) => Run(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
     /// <summary>Runs the encoder; padded keys (mask 0/false) receive no attention.</summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request)
+    public ModelOutput Run(TokenBatch batch, OutputRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         TokenInputs.Validate(batch, Config, Config.TypeVocabSize);

@@ -9,7 +9,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>
 /// A GPT-style causal language model: token and learned position embeddings, <see cref="TransformerConfig.Layers"/>
 /// transformer blocks, a final layer norm and an LM head (tied to the token embeddings or not).
-/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="Forward(TokenBatch, OutputRequest)"/> also returns
+/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="Run(TokenBatch, OutputRequest)"/> also returns
 /// hidden states and attention maps on request.
 /// </summary>
 /// <remarks>
@@ -61,16 +61,16 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
     public int VocabSize => Config.VocabSize;
 
     /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
-    public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
+    public override Tensor forward(Tensor inputIds) => Run(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
     /// <summary>Runs the model; attention is causal, and additionally masked by <see cref="TokenBatch.AttentionMask"/> when given.</summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request) => Forward(batch, request, null);
+    public ModelOutput Run(TokenBatch batch, OutputRequest request) => Run(batch, request, null);
 
     /// <summary>
     /// Runs the model on new tokens after those in <paramref name="cache"/> (none when it is null or empty), appending
     /// their keys and values to it. Positions continue after the cached tokens unless <see cref="TokenBatch.PositionIds"/> says otherwise.
     /// </summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
+    public ModelOutput Run(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
     {
         ArgumentNullException.ThrowIfNull(request);
         long past = cache?.Length ?? 0;

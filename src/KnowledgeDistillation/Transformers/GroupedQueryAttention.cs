@@ -45,7 +45,7 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(x.shape[1], _headWidth, _ropeTheta, x.device, x.dtype);
-        return Forward(x, null, cos, sin, false).Output.MoveToOuterDisposeScope();
+        return Attend(x, null, cos, sin, false).Output.MoveToOuterDisposeScope();
     }
 
     /// <summary>Attends over <c>[B, S, D]</c>.</summary>
@@ -57,7 +57,7 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     /// <param name="cache">A key/value cache to read earlier tokens' keys and values from and append these to, or null.</param>
     /// <param name="layer">This layer's index in <paramref name="cache"/>.</param>
     /// <param name="returnStates">Return the queries, keys and values before the rotary embedding (<see cref="SelfAttentionStates"/>).</param>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
+    public AttentionResult Attend(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         long batch = x.shape[0], length = x.shape[1];
         Tensor queries = query.forward(x), keys = key.forward(x), values = value.forward(x);

@@ -12,5 +12,5 @@ public interface ICausalLanguageModel : IModuleModel<TokenBatch>
     int VocabSize { get; }
 
     /// <summary>Runs the model on new tokens after those in <paramref name="cache"/>, appending their keys and values to it.</summary>
-    ModelOutput Forward(TokenBatch batch, OutputRequest request, KeyValueCache? cache);
+    ModelOutput Run(TokenBatch batch, OutputRequest request, KeyValueCache? cache);
 }

@@ -30,13 +30,13 @@ public sealed class LlamaBlock : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(x.shape[1], _config.EffectiveHeadWidth, _config.RopeTheta, x.device, x.dtype);
-        return Forward(x, null, cos, sin, false).Output.MoveToOuterDisposeScope();
+        return Apply(x, null, cos, sin, false).Output.MoveToOuterDisposeScope();
     }
 
-    /// <summary>Runs the block; see <see cref="GroupedQueryAttention.Forward"/> for the arguments.</summary>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
+    /// <summary>Runs the block; see <see cref="GroupedQueryAttention.Attend"/> for the arguments.</summary>
+    public AttentionResult Apply(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
-        AttentionResult a = attention.Forward(attention_norm.forward(x), additiveMask, cos, sin, returnMaps, cache, layer, returnStates);
+        AttentionResult a = attention.Attend(attention_norm.forward(x), additiveMask, cos, sin, returnMaps, cache, layer, returnStates);
         x = x + a.Output;
         x = x + feed_forward.forward(feed_forward_norm.forward(x));
         return a with { Output = x };

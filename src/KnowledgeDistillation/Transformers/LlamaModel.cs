@@ -10,7 +10,7 @@ namespace KnowledgeDistillation.Transformers;
 /// A Llama-family causal language model (Llama, Qwen2, Mistral): token embeddings, <see cref="TransformerConfig.Layers"/>
 /// pre-norm blocks of grouped-query attention with rotary positions and a gated feed-forward network, a final RMS
 /// norm and an LM head (tied to the embeddings or not). <c>call(ids)</c> maps <c>[B, S]</c> token ids to
-/// <c>[B, S, V]</c> logits; <see cref="Forward(TokenBatch, OutputRequest)"/> also returns hidden states and attention maps on request.
+/// <c>[B, S, V]</c> logits; <see cref="Run(TokenBatch, OutputRequest)"/> also returns hidden states and attention maps on request.
 /// </summary>
 /// <remarks>
 /// Parameter names: <c>token_embedding</c>, <c>blocks.{i}.…</c> (see <see cref="LlamaBlock"/>), <c>final_norm</c>, and
@@ -57,16 +57,16 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
     public int VocabSize => Config.VocabSize;
 
     /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
-    public override Tensor forward(Tensor inputIds) => Forward(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
+    public override Tensor forward(Tensor inputIds) => Run(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
 
     /// <summary>Runs the model; attention is causal (and windowed when configured), and additionally masked by <see cref="TokenBatch.AttentionMask"/> when given.</summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request) => Forward(batch, request, null);
+    public ModelOutput Run(TokenBatch batch, OutputRequest request) => Run(batch, request, null);
 
     /// <summary>
     /// Runs the model on new tokens after those in <paramref name="cache"/> (none when it is null or empty), appending
     /// their keys and values to it. Positions continue after the cached tokens unless <see cref="TokenBatch.PositionIds"/> says otherwise.
     /// </summary>
-    public ModelOutput Forward(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
+    public ModelOutput Run(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
     {
         ArgumentNullException.ThrowIfNull(request);
         long past = cache?.Length ?? 0;
@@ -79,7 +79,7 @@ public sealed class LlamaModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
         Tensor positions = batch.PositionIds?.to(ScalarType.Int64) ?? arange(past, past + length, dtype: ScalarType.Int64, device: x.device);
         (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(positions, Config.EffectiveHeadWidth, Config.RopeTheta, x.dtype);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps, qkv) => block.Forward(h, mask, cos, sin, maps, cache, layer, qkv));
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps, qkv) => block.Apply(h, mask, cos, sin, maps, cache, layer, qkv));
         cache?.Advance(length);
         Tensor last = run.Finish(final_norm.forward, Config.HiddenStates);
         Tensor logits = lm_head is null ? F.linear(last, token_embedding.weight!) : lm_head.forward(last);

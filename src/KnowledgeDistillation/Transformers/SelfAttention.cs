@@ -30,7 +30,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Unmasked, non-causal attention over <c>[B, S, D]</c>.</summary>
-    public override Tensor forward(Tensor x) => Forward(x, null, false, false).Output;
+    public override Tensor forward(Tensor x) => Attend(x, null, false, false).Output;
 
     /// <summary>Attends over <c>[B, S, D]</c>.</summary>
     /// <param name="x">Inputs.</param>
@@ -40,7 +40,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
     /// <param name="cache">A key/value cache to read earlier tokens' keys and values from and append these to (decoders), or null.</param>
     /// <param name="layer">This layer's index in <paramref name="cache"/>.</param>
     /// <param name="returnStates">Return the queries, keys and values (<see cref="SelfAttentionStates"/>).</param>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
+    public AttentionResult Attend(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         long batch = x.shape[0], length = x.shape[1], width = x.shape[2], headWidth = width / _heads;
         Tensor projected = qkv.forward(x);

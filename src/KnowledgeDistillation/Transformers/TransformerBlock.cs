@@ -31,19 +31,19 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The block without masks (bidirectional).</summary>
-    public override Tensor forward(Tensor x) => Forward(x, null, false, false).Output;
+    public override Tensor forward(Tensor x) => Apply(x, null, false, false).Output;
 
-    /// <summary>Runs the block; see <see cref="SelfAttention.Forward"/> for the arguments.</summary>
-    public AttentionResult Forward(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
+    /// <summary>Runs the block; see <see cref="SelfAttention.Attend"/> for the arguments.</summary>
+    public AttentionResult Apply(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         if (_placement == NormPlacement.Pre)
         {
-            AttentionResult a = attention.Forward(attention_norm.forward(x), additiveMask, causal, returnMaps, cache, layer, returnStates);
+            AttentionResult a = attention.Attend(attention_norm.forward(x), additiveMask, causal, returnMaps, cache, layer, returnStates);
             x = x + residual_dropout.forward(a.Output);
             x = x + residual_dropout.forward(feed_forward.forward(feed_forward_norm.forward(x)));
             return a with { Output = x };
         }
-        AttentionResult post = attention.Forward(x, additiveMask, causal, returnMaps, cache, layer, returnStates);
+        AttentionResult post = attention.Attend(x, additiveMask, causal, returnMaps, cache, layer, returnStates);
         x = attention_norm.forward(x + residual_dropout.forward(post.Output));
         x = feed_forward_norm.forward(x + residual_dropout.forward(feed_forward.forward(x)));
         return post with { Output = x };

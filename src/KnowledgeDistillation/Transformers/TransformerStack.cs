@@ -40,5 +40,5 @@ internal static class TransformerStack
 
     /// <summary>Runs standard <see cref="TransformerBlock"/>s, appending to <paramref name="cache"/> when given.</summary>
     public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request, KeyValueCache? cache = null) =>
-        Run(blocks, embeddings, request, (block, layer, x, maps, qkv) => block.Forward(x, additiveMask, causal, maps, cache, layer, qkv));
+        Run(blocks, embeddings, request, (block, layer, x, maps, qkv) => block.Apply(x, additiveMask, causal, maps, cache, layer, qkv));
 }

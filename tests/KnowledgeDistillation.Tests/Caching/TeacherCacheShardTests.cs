@@ -48,7 +48,7 @@ public class TeacherCacheShardTests
         FluentActions.Invoking(() => cache.Read(tensor(new long[] { 0 }))).Should().Throw<InvalidOperationException>().WithMessage("*ReadValues*");
         var teacher = new CachedTeacher<Tensor>(cache, indices => indices);
         teacher.Provides.Should().Be(ModelOutputKinds.Logits);
-        using ModelOutput output = teacher.Forward(tensor(new long[] { 1, 0 }), OutputRequest.LogitsOnly);
+        using ModelOutput output = teacher.Run(tensor(new long[] { 1, 0 }), OutputRequest.LogitsOnly);
         output.Logits.eq(read).all().item<bool>().Should().BeTrue();
     }
 

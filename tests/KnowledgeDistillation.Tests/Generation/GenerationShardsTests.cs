@@ -78,7 +78,7 @@ public class GenerationShardsTests
         {
             using var noGrad = no_grad();
             student.eval();
-            return batches.Average(b => nn.functional.cross_entropy(student.Forward(b.Inputs, OutputRequest.LogitsOnly).Logits.reshape(-1, 19), b.Labels!.reshape(-1), ignore_index: -100).item<float>());
+            return batches.Average(b => nn.functional.cross_entropy(student.Run(b.Inputs, OutputRequest.LogitsOnly).Logits.reshape(-1, 19), b.Labels!.reshape(-1), ignore_index: -100).item<float>());
         }
         double before = Nll();
         new DistillationTrainer<TokenBatch>([], student, DistillationObjective.Create().HardTargets(1).Build(),

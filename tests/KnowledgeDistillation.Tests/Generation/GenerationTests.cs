@@ -35,13 +35,13 @@ public class GenerationTests
         Tensor mask = tensor(new bool[,] { { true, true, true, true, true, true, true, true, true, true, true, true, true, true }, { false, false, false, true, true, true, true, true, true, true, true, true, true, true } });
         Tensor positions = mask.to(ScalarType.Int64).cumsum(1).sub(1).clamp_min(0);
         using var noGrad = no_grad();
-        Tensor full = model.Forward(new TokenBatch(ids, mask) { PositionIds = positions }, OutputRequest.LogitsOnly, null).Logits;
+        Tensor full = model.Run(new TokenBatch(ids, mask) { PositionIds = positions }, OutputRequest.LogitsOnly, null).Logits;
 
         using var cache = new KeyValueCache();
-        var pieces = new List<Tensor> { model.Forward(new TokenBatch(ids[.., ..6], mask[.., ..6]) { PositionIds = positions[.., ..6] }, OutputRequest.LogitsOnly, cache).Logits };
+        var pieces = new List<Tensor> { model.Run(new TokenBatch(ids[.., ..6], mask[.., ..6]) { PositionIds = positions[.., ..6] }, OutputRequest.LogitsOnly, cache).Logits };
         for (int t = 6; t < 14; t++)
         {
-            pieces.Add(model.Forward(new TokenBatch(ids[.., t..(t + 1)], mask[.., ..(t + 1)]) { PositionIds = positions[.., t..(t + 1)] }, OutputRequest.LogitsOnly, cache).Logits);
+            pieces.Add(model.Run(new TokenBatch(ids[.., t..(t + 1)], mask[.., ..(t + 1)]) { PositionIds = positions[.., t..(t + 1)] }, OutputRequest.LogitsOnly, cache).Logits);
         }
         Tensor incremental = cat(pieces, 1);
 
@@ -50,7 +50,7 @@ public class GenerationTests
         Tensor real = mask.unsqueeze(-1).expand_as(full);
         (full - incremental).abs().masked_fill(real.logical_not(), 0).max().item<float>().Should().BeLessThan(1e-5f);
         // Without padding, the row with the full prompt equals a plain forward pass of its own.
-        Tensor alone = model.Forward(new TokenBatch(ids[..1]), OutputRequest.LogitsOnly, null).Logits;
+        Tensor alone = model.Run(new TokenBatch(ids[..1]), OutputRequest.LogitsOnly, null).Logits;
         (alone - incremental[..1]).abs().max().item<float>().Should().BeLessThan(1e-5f);
     }
 

@@ -66,7 +66,7 @@ public class ContrastiveRepresentationLossTests
         double expected = Nce(teacherAnchored.Select(r => r.Select(v => v / zt).ToArray()).ToArray(), k, n)
             + Nce(studentAnchored.Select(r => r.Select(v => v / zs).ToArray()).ToArray(), k, n);
 
-        Tensor value = loss.Forward(TestTensors.Float32(xs, rows, ds), TestTensors.Float32(xt, rows, dt), tensor(positives), tensor(negatives, [rows, k]));
+        Tensor value = loss.forward(TestTensors.Float32(xs, rows, ds), TestTensors.Float32(xt, rows, dt), tensor(positives), tensor(negatives, [rows, k]));
         TestTensors.Scalar(value).ShouldMatch(expected, 1e-4);
         Values(loss.Normalizers)[0].ShouldMatch(zt, 1e-4);
         Values(loss.Normalizers)[1].ShouldMatch(zs, 1e-4);
@@ -90,7 +90,7 @@ public class ContrastiveRepresentationLossTests
         }
 
         // Z stays as the first batch set it.
-        loss.Forward(TestTensors.Float32(xt.Take(rows * ds).ToArray(), rows, ds), TestTensors.Float32(xs.Concat(xs).Take(rows * dt).ToArray(), rows, dt), tensor(positives), null);
+        loss.forward(TestTensors.Float32(xt.Take(rows * ds).ToArray(), rows, ds), TestTensors.Float32(xs.Concat(xs).Take(rows * dt).ToArray(), rows, dt), tensor(positives), null);
         Values(loss.Normalizers)[0].ShouldMatch(zt, 1e-4);
     }
 
@@ -107,7 +107,7 @@ public class ContrastiveRepresentationLossTests
         negatives.eq(positives.unsqueeze(1)).any().item<bool>().Should().BeFalse();
         foreach (long v in negatives.data<long>()) counts[v]++;
         counts.Should().OnlyContain(c => Math.Abs(c - 3000 * 4 / n) < 3000 * 4 / n * 0.1);
-        loss.Forward(zeros(3, 2), zeros(3, 2), tensor(new long[] { 0, 1, 5 }), null).isfinite().item<bool>().Should().BeTrue();
+        loss.forward(zeros(3, 2), zeros(3, 2), tensor(new long[] { 0, 1, 5 }), null).isfinite().item<bool>().Should().BeTrue();
     }
 
     [Fact]
@@ -121,14 +121,14 @@ public class ContrastiveRepresentationLossTests
         Tensor positives = tensor(new long[] { 3, 11 }), negatives = tensor(new long[] { 0, 1, 2, 4, 5, 6, 7, 8, 9, 10 }, [2, 5]);
         // Z set by a first call, then the banks frozen by momentum... the bank update changes the loss between calls, so
         // compare autograd with finite differences on a copy whose banks are restored before each evaluation.
-        loss.Forward(TestTensors.Float64(x, 2, 3), teacher, positives, negatives);
+        loss.forward(TestTensors.Float64(x, 2, 3), teacher, positives, negatives);
         Dictionary<string, Tensor> saved = loss.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.clone());
         double[] analytic = [];
         double Evaluate(double[] input, bool backward = false)
         {
             using (no_grad()) foreach (var (key, value) in loss.state_dict()) value.copy_(saved[key]);
             Tensor s = TestTensors.Float64(input, 2, 3).requires_grad_(backward);
-            Tensor l = loss.Forward(s, teacher, positives, negatives);
+            Tensor l = loss.forward(s, teacher, positives, negatives);
             if (backward)
             {
                 l.backward();
@@ -191,8 +191,8 @@ public class ContrastiveRepresentationLossTests
         once.load_state_dict(twice.state_dict());
         Tensor s = randn(3, 3), t = randn(3, 4), negatives = tensor(new long[,] { { 1, 2, 4, 5 }, { 0, 2, 4, 6 }, { 1, 2, 4, 5 } });
 
-        twice.Forward(s, t, tensor(new long[] { 3, 7, 3 }), negatives);
-        once.Forward(s.narrow(0, 1, 2), t.narrow(0, 1, 2), tensor(new long[] { 7, 3 }), negatives.narrow(0, 1, 2));
+        twice.forward(s, t, tensor(new long[] { 3, 7, 3 }), negatives);
+        once.forward(s.narrow(0, 1, 2), t.narrow(0, 1, 2), tensor(new long[] { 7, 3 }), negatives.narrow(0, 1, 2));
 
         Same(twice.StudentMemory, once.StudentMemory).Should().BeTrue("example 3's row moves by its last occurrence only, whatever the order of writes");
         Same(twice.TeacherMemory, once.TeacherMemory).Should().BeTrue();
@@ -204,18 +204,18 @@ public class ContrastiveRepresentationLossTests
         manual_seed(49);
         var loss = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 9, embeddingWidth: 5);
         Tensor s = randn(4, 3), t = randn(4, 4);
-        loss.Forward(s, t, tensor(new long[] { 0, 1, 2, 3 }), null); // sets Z
+        loss.forward(s, t, tensor(new long[] { 0, 1, 2, 3 }), null); // sets Z
         Tensor before = loss.StudentMemory.clone(), teacherBefore = loss.TeacherMemory.clone();
         Tensor poisoned = s.clone();
         poisoned[1] = tensor(float.NaN);
 
-        loss.Forward(poisoned, t, tensor(new long[] { 4, 5, 6, 7 }), null);
+        loss.forward(poisoned, t, tensor(new long[] { 4, 5, 6, 7 }), null);
 
         Same(loss.StudentMemory[5], before[5]).Should().BeTrue("the NaN row's example keeps its bank row");
         Same(loss.TeacherMemory[5], teacherBefore[5]).Should().BeTrue();
         Same(loss.StudentMemory[4], before[4]).Should().BeFalse("the finite rows of the same batch still move theirs");
         loss.StudentMemory.isfinite().all().item<bool>().Should().BeTrue();
-        loss.Forward(randn(4, 3), randn(4, 4), tensor(new long[] { 5, 6, 8, 9 }), null).isfinite().item<bool>().Should().BeTrue("a clean batch after the bad one is finite");
+        loss.forward(randn(4, 3), randn(4, 4), tensor(new long[] { 5, 6, 8, 9 }), null).isfinite().item<bool>().Should().BeTrue("a clean batch after the bad one is finite");
     }
 
     [Fact]
@@ -224,7 +224,7 @@ public class ContrastiveRepresentationLossTests
         var loss = new ContrastiveRepresentationLoss(3, 4, 10, negatives: 4, embeddingWidth: 5);
         Tensor before = loss.StudentMemory.clone();
 
-        Tensor value = loss.Forward(zeros(0, 3), zeros(0, 4), zeros(0, dtype: ScalarType.Int64), null);
+        Tensor value = loss.forward(zeros(0, 3), zeros(0, 4), zeros(0, dtype: ScalarType.Int64), null);
 
         value.item<float>().Should().Be(0);
         loss.Normalizers.ge(0).any().item<bool>().Should().BeFalse("Z is set by the first non-empty batch");
@@ -263,12 +263,12 @@ public class ContrastiveRepresentationLossTests
     [Fact]
     public void Bad_input_names_the_argument_and_the_values()
     {
-        FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, embeddingWidth: 4).Forward(zeros(2, 5), zeros(2, 3), tensor(new long[] { 0, 1 }), null))
+        FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, embeddingWidth: 4).forward(zeros(2, 5), zeros(2, 3), tensor(new long[] { 0, 1 }), null))
             .Should().Throw<ArgumentException>().WithParameterName("studentFeatures").WithMessage("*student 2, teacher 3*[2, 5] (5)*");
         var loss = new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, embeddingWidth: 4);
-        FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 10 }), null)).Should().Throw<ArgumentException>().WithParameterName("exampleIndices").WithMessage("*[0, 10)*10*");
-        FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(3, 3), tensor(new long[] { 0, 1 }), null)).Should().Throw<ArgumentException>().WithParameterName("teacherFeatures");
-        FluentActions.Invoking(() => loss.Forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 1 }), zeros(2, 3, dtype: ScalarType.Int64))).Should().Throw<ArgumentException>().WithParameterName("negativeIndices").WithMessage("*[2, 4]*[2, 3]*");
+        FluentActions.Invoking(() => loss.forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 10 }), null)).Should().Throw<ArgumentException>().WithParameterName("exampleIndices").WithMessage("*[0, 10)*10*");
+        FluentActions.Invoking(() => loss.forward(zeros(2, 2), zeros(3, 3), tensor(new long[] { 0, 1 }), null)).Should().Throw<ArgumentException>().WithParameterName("teacherFeatures");
+        FluentActions.Invoking(() => loss.forward(zeros(2, 2), zeros(2, 3), tensor(new long[] { 0, 1 }), zeros(2, 3, dtype: ScalarType.Int64))).Should().Throw<ArgumentException>().WithParameterName("negativeIndices").WithMessage("*[2, 4]*[2, 3]*");
         FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 10)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("negatives");
         FluentActions.Invoking(() => new ContrastiveRepresentationLoss(2, 3, 10, negatives: 4, momentum: 1)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("momentum");
         FluentActions.Invoking(() => DistillationObjective.Create().ContrastiveRepresentation(1.0, (0, 0), 2, 3, datasetSize: 5, negatives: 5)).Should().Throw<ArgumentOutOfRangeException>().WithParameterName("negatives");

@@ -78,8 +78,8 @@ public class DivergenceInputValidationTests
         };
         foreach (var create in constructors)
         {
-            create.Should().Throw<ArgumentOutOfRangeException>().Where(e => e.ParamName == "Temperature")
-                .WithMessage($"Temperature must be a finite number greater than 0; got {temperature}.*");
+            create.Should().Throw<ArgumentOutOfRangeException>().Where(e => e.ParamName == "temperature")
+                .WithMessage($"temperature must be a finite number greater than 0; got {temperature}.*");
         }
     }
 

@@ -141,7 +141,7 @@ public class DivergenceLossTests
         Tensor confident = tensor(new double[] { 30, 0, 0 }).unsqueeze(0), opposite = tensor(new double[] { -30, 0, 0 }).unsqueeze(0);
         TestTensors.Scalar(new SoftTargetKLLoss(1).forward(opposite, confident)).Should().BeGreaterThan(30);
         TestTensors.Scalar(new SkewKLLoss(0.1).forward(opposite, confident)).Should().BeLessThan(-Math.Log(0.1));
-        ((Action)(() => _ = new SkewKLLoss(1.0))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Alpha must lie in [0, 1); got 1.*");
+        ((Action)(() => _ = new SkewKLLoss(1.0))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("alpha must lie in [0, 1); got 1.*");
     }
 
     [Fact]
@@ -287,16 +287,37 @@ public class DivergenceLossTests
     }
 
     [Fact]
-    public void Temperature_and_beta_can_be_changed_between_steps_and_are_validated()
+    public void A_call_gives_its_own_temperature_and_beta_without_changing_the_loss()
     {
+        Tensor student = TestTensors.Float64([0.3, -1.2, 2.0, 0.7, 0.1, -0.4], 2, 3), teacher = TestTensors.Float64([1.1, 0.2, -0.5, -0.3, 0.9, 0.4], 2, 3);
         var loss = new GeneralizedJensenShannonLoss(0.5, 1.0);
-        loss.Temperature = 4;
-        loss.Beta = 0.25;
-        loss.Temperature.Should().Be(4);
-        loss.Beta.Should().Be(0.25);
 
-        ((Action)(() => loss.Temperature = 0)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Temperature must be a finite number greater than 0; got 0*");
-        ((Action)(() => loss.Beta = 1.5)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*Beta must lie in [0, 1]; got 1.5*");
-        ((Action)(() => loss.Beta = double.NaN)).Should().Throw<ArgumentOutOfRangeException>();
+        double perCall = TestTensors.Scalar(loss.forward(student, teacher, null, null, temperature: 4, mixture: 0.25));
+
+        // The reference: the generalised JSD of each row in double precision at T = 4, β = 0.25, averaged, times T².
+        double expected = 0;
+        for (int row = 0; row < 2; row++)
+        {
+            double[] s = Softmax([.. Enumerable.Range(0, 3).Select(c => TestTensors.Scalar(student[row, c]) / 4)]);
+            double[] t = Softmax([.. Enumerable.Range(0, 3).Select(c => TestTensors.Scalar(teacher[row, c]) / 4)]);
+            double[] m = [.. t.Zip(s, (a, b) => 0.25 * a + 0.75 * b)];
+            expected += 0.25 * Enumerable.Range(0, 3).Sum(c => t[c] * Math.Log(t[c] / m[c])) + 0.75 * Enumerable.Range(0, 3).Sum(c => s[c] * Math.Log(s[c] / m[c]));
+        }
+        perCall.Should().BeApproximately(16 * expected / 2, 1e-12);
+        loss.Temperature.Should().Be(1.0, "the call's temperature is not kept");
+        loss.Beta.Should().Be(0.5, "the call's β is not kept");
+
+        ((Action)(() => loss.forward(student, teacher, null, null, temperature: 0))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*temperature must be a finite number greater than 0; got 0*");
+        ((Action)(() => loss.forward(student, teacher, null, null, 1.0, mixture: 1.5))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*mixture must lie in [0, 1]; got 1.5*");
+        ((Action)(() => loss.forward(student, teacher, null, null, 1.0, mixture: double.NaN))).Should().Throw<ArgumentOutOfRangeException>();
+        ((Action)(() => new SoftTargetKLLoss().forward(student, teacher, null, null, 1.0, mixture: 0.5))).Should().Throw<ArgumentException>().WithParameterName("mixture");
+        ((Action)(() => _ = new GeneralizedJensenShannonLoss(1.5))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("beta must lie in [0, 1]; got 1.5*");
+    }
+
+    private static double[] Softmax(double[] z)
+    {
+        double max = z.Max();
+        double[] e = [.. z.Select(v => Math.Exp(v - max))];
+        return [.. e.Select(v => v / e.Sum())];
     }
 }

@@ -82,6 +82,29 @@ public class LogitMethodTests
         return temperature * temperature * (beta * inter + gamma * intra);
     }
 
+    [Fact]
+    public void DKD_takes_the_logit_family_settings_chunking_reduction_the_T_squared_switch_and_a_per_call_temperature()
+    {
+        const int rows = 9, classes = 5;
+        double[] s = TestTensors.Normal(20, rows * classes, 2), t = TestTensors.Normal(21, rows * classes, 3);
+        long[] labels = [3, 0, 4, -100, 2, 1, 1, -100, 0];
+        bool[] keep = [true, true, true, true, false, true, true, true, true];
+        Tensor student = TestTensors.Float64(s, rows, classes), teacher = TestTensors.Float64(t, rows, classes), y = tensor(labels), mask = tensor(keep);
+        double mean = Dkd(s, t, labels, classes, 1, 8, 2.0, keep);
+        int kept = Enumerable.Range(0, rows).Count(r => labels[r] != -100 && keep[r]);
+
+        // Chunks of two rows take the chunked path (value and gradient computed per chunk) and give the same number.
+        var chunked = new DecoupledKDLoss(1, 8, 2.0) { MaxChunkElements = 2 * classes };
+        TestTensors.Scalar(chunked.forward(student, teacher, mask, y)).Should().BeApproximately(mean, 1e-10 * mean);
+        var summed = new DecoupledKDLoss(1, 8, 2.0) { Reduction = RowReduction.Sum };
+        TestTensors.Scalar(summed.forward(student, teacher, mask, y)).Should().BeApproximately(mean * kept, 1e-10 * mean * kept);
+        var unscaled = new DecoupledKDLoss(1, 8, 2.0, scaleByTemperatureSquared: false);
+        TestTensors.Scalar(unscaled.forward(student, teacher, mask, y)).Should().BeApproximately(mean / 4, 1e-10 * mean);
+        var atFour = new DecoupledKDLoss(1, 8, 4.0);
+        TestTensors.Scalar(atFour.forward(student, teacher, mask, y, temperature: 2.0)).Should().BeApproximately(mean, 1e-10 * mean);
+        atFour.Temperature.Should().Be(4.0);
+    }
+
     [Theory]
     [InlineData(1.0, 8.0, 4.0, false)]
     [InlineData(0.5, 2.0, 1.0, false)]
@@ -93,11 +116,11 @@ public class LogitMethodTests
         long[] labels = [3, 0, 6, -100, 2, 5];
         bool[]? keep = masked ? [true, false, true, true, true, true] : null;
         var loss = new DecoupledKDLoss(alpha, beta, temperature);
-        Tensor value = loss.forward(TestTensors.Float32(s, rows, classes), TestTensors.Float32(t, rows, classes), tensor(labels), keep is null ? null : tensor(keep));
+        Tensor value = loss.forward(TestTensors.Float32(s, rows, classes), TestTensors.Float32(t, rows, classes), keep is null ? null : tensor(keep), tensor(labels));
         TestTensors.Scalar(value).ShouldMatch(Dkd(s, t, labels, classes, alpha, beta, temperature, keep));
 
         // [B, S, C] rows are tokens: the same numbers as [N, C].
-        Tensor sequence = loss.forward(TestTensors.Float32(s, 2, 3, classes), TestTensors.Float32(t, 2, 3, classes), tensor(labels, [2, 3]), keep is null ? null : tensor(keep, [2, 3]));
+        Tensor sequence = loss.forward(TestTensors.Float32(s, 2, 3, classes), TestTensors.Float32(t, 2, 3, classes), keep is null ? null : tensor(keep, [2, 3]), tensor(labels, [2, 3]));
         TestTensors.Scalar(sequence).ShouldMatch(TestTensors.Scalar(value));
     }
 
@@ -192,7 +215,7 @@ public class LogitMethodTests
 
     [Fact]
     public void DKD_gradients_match_finite_differences() =>
-        GradientShouldMatchFiniteDifferences(x => new DecoupledKDLoss(1, 8, 2).forward(x, Teacher, Targets, Keep), Student, 2, 3, 5);
+        GradientShouldMatchFiniteDifferences(x => new DecoupledKDLoss(1, 8, 2).forward(x, Teacher, Keep, Targets), Student, 2, 3, 5);
 
     [Fact]
     public void DIST_with_one_kept_row_has_a_finite_gradient()

@@ -81,7 +81,7 @@ public class MiniLMRelationTests
     {
         GptModel gpt = TinyModels.GptModel(3);
         Tensor ids = TinyModels.Ids(4, 2, 6, 37);
-        using ModelOutput output = gpt.Forward(new TokenBatch(ids), new OutputRequest(HiddenStates: true, QueryKeyValues: true));
+        using ModelOutput output = gpt.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true, QueryKeyValues: true));
         output.QueryKeyValues.Should().HaveCount(2);
         var w = gpt.state_dict();
         for (int layer = 0; layer < 2; layer++)
@@ -99,7 +99,7 @@ public class MiniLMRelationTests
         manual_seed(5);
         var llama = new LlamaModel(new LlamaConfig { VocabSize = 37, ContextLength = 16, Width = 24, Heads = 4, KeyValueHeads = 2, Layers = 2, FeedForwardWidth = 40 });
         llama.eval();
-        using ModelOutput l = llama.Forward(new TokenBatch(ids), new OutputRequest(HiddenStates: true, QueryKeyValues: true));
+        using ModelOutput l = llama.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true, QueryKeyValues: true));
         var lw = llama.state_dict();
         Tensor hl = l.HiddenStates![1];
         Tensor rms = hl * (hl.square().mean([-1], keepdim: true) + 1e-6).rsqrt() * lw["blocks.1.attention_norm.weight"];
@@ -107,7 +107,7 @@ public class MiniLMRelationTests
         l.QueryKeyValues[1].Keys.shape.Should().Equal([2L, 6, 12], "two key/value heads of width 6: grouped-query keys are not expanded");
         ((IDistillationModel<TokenBatch>)llama).Provides.HasFlag(ModelOutputKinds.QueryKeyValues).Should().BeTrue();
 
-        using ModelOutput plain = gpt.Forward(new TokenBatch(ids), OutputRequest.LogitsOnly);
+        using ModelOutput plain = gpt.Run(new TokenBatch(ids), OutputRequest.LogitsOnly);
         plain.QueryKeyValues.Should().BeNull("only what is requested is returned");
     }
 
@@ -119,8 +119,8 @@ public class MiniLMRelationTests
         Tensor ids = TinyModels.Ids(8, 2, 7, 37);
         Tensor mask = tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0 }, [2, 7]);
         var request = new OutputRequest(QueryKeyValues: true);
-        using ModelOutput t = teacher.Forward(new TokenBatch(ids, mask), request);
-        using ModelOutput s = student.Forward(new TokenBatch(ids, mask), request);
+        using ModelOutput t = teacher.Run(new TokenBatch(ids, mask), request);
+        using ModelOutput s = student.Run(new TokenBatch(ids, mask), request);
         DistillationObjective objective = DistillationObjective.Create()
             .MiniLMRelations(1.0, studentLayer: ^1, teacherLayer: 1, relationHeads: 4)
             .MiniLMRelations(1.0, studentLayer: 0, teacherLayer: ^1, relationHeads: 8, relations: MiniLMRelations.ValueValue, name: "values")

@@ -24,7 +24,7 @@ public class AdapterAndCaptureTests
         Tensor h1 = layers[1].call(layers[0].call(x)), h3 = layers[3].call(layers[2].call(h1)), logits = layers[4].call(h3);
 
         using CapturingModel model = DistillationModel.WithCapturedHiddenStates(mlp, "1", "3");
-        using ModelOutput output = model.Forward(x, new OutputRequest(HiddenStates: true));
+        using ModelOutput output = model.Run(x, new OutputRequest(HiddenStates: true));
 
         output.Logits.ShouldBeClose(logits, 0);
         output.HiddenStates!.Should().HaveCount(2);
@@ -63,9 +63,9 @@ public class AdapterAndCaptureTests
         IModuleModel<Tensor> model = DistillationModel.FromLogits(mlp);
         Tensor x = randn(4, 6);
 
-        model.Forward(x, OutputRequest.LogitsOnly).Logits.ShouldBeClose(mlp.call(x), 0);
+        model.Run(x, OutputRequest.LogitsOnly).Logits.ShouldBeClose(mlp.call(x), 0);
         model.Module.Should().BeSameAs(mlp);
-        ((Action)(() => model.Forward(x, new OutputRequest(HiddenStates: true)))).Should().Throw<NotSupportedException>().WithMessage("*WithCapturedHiddenStates*");
+        ((Action)(() => model.Run(x, new OutputRequest(HiddenStates: true)))).Should().Throw<NotSupportedException>().WithMessage("*WithCapturedHiddenStates*");
     }
 
     [Fact]
@@ -76,7 +76,7 @@ public class AdapterAndCaptureTests
         IDistillationModel<(Tensor X, Tensor Scale)> model = DistillationModel.FromDelegate<nn.Module<Tensor, Tensor>, (Tensor X, Tensor Scale)>(mlp, (m, batch, request) => new ModelOutput(m.call(batch.X) * batch.Scale));
         Tensor x = randn(2, 6);
 
-        model.Forward((x, tensor(2f)), OutputRequest.LogitsOnly).Logits.ShouldBeClose(mlp.call(x) * 2, 1e-6);
+        model.Run((x, tensor(2f)), OutputRequest.LogitsOnly).Logits.ShouldBeClose(mlp.call(x) * 2, 1e-6);
     }
 
     [Fact]

@@ -18,11 +18,11 @@ public class ModelMemoryTests
         void Step()
         {
             using var scope = NewDisposeScope();
-            gpt.Forward(new TokenBatch(ids, mask), OutputRequest.Everything);
-            gpt.Forward(new TokenBatch(ids), OutputRequest.LogitsOnly);
-            bert.Forward(new TokenBatch(ids, mask), OutputRequest.Everything);
-            captured.Forward(x, new OutputRequest(HiddenStates: true));
-            captured.Forward(x, OutputRequest.LogitsOnly);
+            gpt.Run(new TokenBatch(ids, mask), OutputRequest.Everything);
+            gpt.Run(new TokenBatch(ids), OutputRequest.LogitsOnly);
+            bert.Run(new TokenBatch(ids, mask), OutputRequest.Everything);
+            captured.Run(x, new OutputRequest(HiddenStates: true));
+            captured.Run(x, OutputRequest.LogitsOnly);
         }
         Step();
         long baseline = OwnedTensors.Live;

@@ -35,7 +35,7 @@ public class CrossCheckFindingsTests
         // The encoder is the checkpoint's: its hidden states match what PyTorch computed.
         PretrainedFixtures.Expected expected = PretrainedFixtures.Read(fixture);
         using var noGrad = no_grad();
-        ModelOutput output = model.Forward(expected.Batch, new OutputRequest(HiddenStates: true));
+        ModelOutput output = model.Run(expected.Batch, new OutputRequest(HiddenStates: true));
         PretrainedFixtures.MaxAbs(output.HiddenStates![^1], expected.HiddenStates[^1]).Should().BeLessThan(1e-4);
     }
 
@@ -110,8 +110,8 @@ public class CrossCheckFindingsTests
         hf.eval();
         using var noGrad = no_grad();
 
-        Tensor blockOutput = ours.Forward(expected.Batch, new OutputRequest(HiddenStates: true)).HiddenStates![^1];
-        Tensor afterNorm = hf.Forward(expected.Batch, new OutputRequest(HiddenStates: true)).HiddenStates![^1];
+        Tensor blockOutput = ours.Run(expected.Batch, new OutputRequest(HiddenStates: true)).HiddenStates![^1];
+        Tensor afterNorm = hf.Run(expected.Batch, new OutputRequest(HiddenStates: true)).HiddenStates![^1];
 
         PretrainedFixtures.MaxAbs(afterNorm, expected.HiddenStates[^1]).Should().BeLessThan(1e-4);
         PretrainedFixtures.MaxAbs(blockOutput, expected.HiddenStates[^1]).Should().BeGreaterThan(0.1, "the default keeps the block output");

@@ -40,7 +40,7 @@ public class PretrainedLoadTests
 
         using var noGrad = no_grad();
         var convention = new OutputRequest(HiddenStates: true, AttentionProbabilities: true);
-        ModelOutput output = WithHuggingFaceHiddenStates(loaded.Model).Forward(expected.Batch, convention);
+        ModelOutput output = WithHuggingFaceHiddenStates(loaded.Model).Run(expected.Batch, convention);
         PretrainedFixtures.MaxAbs(output.Logits, expected.Logits).Should().BeLessThan(1e-4);
         output.HiddenStates!.Count.Should().Be(expected.HiddenStates.Count);
         for (int i = 0; i < expected.HiddenStates.Count; i++)
@@ -64,7 +64,7 @@ public class PretrainedLoadTests
         PretrainedFixtures.Expected expected = PretrainedFixtures.Read(fixture);
         PretrainedModel<IModuleModel<TokenBatch>> loaded = PretrainedFolder.Load(PretrainedFixtures.Folder(folder));
         using var noGrad = no_grad();
-        Tensor logits = loaded.Model.Forward(expected.Batch, OutputRequest.LogitsOnly).Logits;
+        Tensor logits = loaded.Model.Run(expected.Batch, OutputRequest.LogitsOnly).Logits;
         PretrainedFixtures.MaxAbs(logits, expected.Logits).Should().BeLessThan(1e-4);
     }
 

@@ -133,8 +133,8 @@ public class ObjectiveTests
         objective.parameters().Sum(p => p.numel()).Should().Be(2 * 6 + 6, "the hint's 1×1 regressor from 2 to 6 channels");
 
         Tensor x = randn(5, 1, 6, 6);
-        using ModelOutput t = teacher.Forward(x, new OutputRequest(HiddenStates: true));
-        using ModelOutput s = student.Forward(x, new OutputRequest(HiddenStates: true));
+        using ModelOutput t = teacher.Run(x, new OutputRequest(HiddenStates: true));
+        using ModelOutput s = student.Run(x, new OutputRequest(HiddenStates: true));
         ObjectiveResult result = objective.Compute(new DistillationContext([t], s, null, null, 0));
         float Term(string name) => result.Terms.Single(r => r.Name == name).Value.item<float>();
         Term("attention_transfer").Should().BeApproximately(new AttentionTransferLoss().forward(s.HiddenStates![0], t.HiddenStates![0]).item<float>(), 1e-6f);

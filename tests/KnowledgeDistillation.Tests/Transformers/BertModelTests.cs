@@ -14,7 +14,7 @@ public class BertModelTests
         BertModel model = TinyModels.BertModel();
         Tensor ids = TinyModels.Ids(2, 4, 7, 29);
 
-        using ModelOutput output = model.Forward(new TokenBatch(ids, ones([4, 7], dtype: ScalarType.Bool), zeros([4, 7], dtype: ScalarType.Int64)), OutputRequest.Everything);
+        using ModelOutput output = model.Run(new TokenBatch(ids, ones([4, 7], dtype: ScalarType.Bool), zeros([4, 7], dtype: ScalarType.Int64)), OutputRequest.Everything);
 
         output.Logits.shape.Should().Equal(4, 3);
         output.HiddenStates.Should().HaveCount(4);
@@ -32,8 +32,8 @@ public class BertModelTests
         Tensor changed = ids.clone();
         changed[0, 5] = (changed[0, 5] + 1) % 29;
 
-        using ModelOutput a = model.Forward(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
-        using ModelOutput b = model.Forward(new TokenBatch(changed), new OutputRequest(HiddenStates: true));
+        using ModelOutput a = model.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
+        using ModelOutput b = model.Run(new TokenBatch(changed), new OutputRequest(HiddenStates: true));
 
         (a.HiddenStates![^1][0, 0] - b.HiddenStates![^1][0, 0]).abs().max().item<float>().Should().BeGreaterThan(1e-4f);
     }
@@ -49,9 +49,9 @@ public class BertModelTests
         Tensor mask = tensor(new[] { true, true, true, true, true, false, false, false }, [1, 8]);
         Tensor padA = cat([ids, full([1, 3], 7L)], 1), padB = cat([ids, full([1, 3], 21L)], 1);
 
-        using ModelOutput alone = model.Forward(new TokenBatch(ids), OutputRequest.Everything);
-        using ModelOutput a = model.Forward(new TokenBatch(padA, mask), OutputRequest.Everything);
-        using ModelOutput b = model.Forward(new TokenBatch(padB, mask), OutputRequest.Everything);
+        using ModelOutput alone = model.Run(new TokenBatch(ids), OutputRequest.Everything);
+        using ModelOutput a = model.Run(new TokenBatch(padA, mask), OutputRequest.Everything);
+        using ModelOutput b = model.Run(new TokenBatch(padB, mask), OutputRequest.Everything);
 
         a.Logits.ShouldBeClose(alone.Logits, 1e-5);
         b.Logits.ShouldBeClose(alone.Logits, 1e-5);
@@ -69,8 +69,8 @@ public class BertModelTests
 
         foreach (Tensor? m in new[] { null, mask })
         {
-            using ModelOutput fast = model.Forward(new TokenBatch(ids, m), OutputRequest.LogitsOnly);
-            using ModelOutput full = model.Forward(new TokenBatch(ids, m), OutputRequest.Everything);
+            using ModelOutput fast = model.Run(new TokenBatch(ids, m), OutputRequest.LogitsOnly);
+            using ModelOutput full = model.Run(new TokenBatch(ids, m), OutputRequest.Everything);
             full.Logits.ShouldBeClose(fast.Logits, 1e-5);
         }
     }
@@ -89,7 +89,7 @@ public class BertModelTests
     public void Token_types_beyond_the_type_vocabulary_fail_clearly()
     {
         using var scope = NewDisposeScope();
-        Action forward = () => TinyModels.BertModel().Forward(new TokenBatch(zeros([1, 3], dtype: ScalarType.Int64), null, full([1, 3], 2L)), OutputRequest.LogitsOnly);
+        Action forward = () => TinyModels.BertModel().Run(new TokenBatch(zeros([1, 3], dtype: ScalarType.Int64), null, full([1, 3], 2L)), OutputRequest.LogitsOnly);
 
         forward.Should().Throw<ArgumentException>().WithMessage("TokenTypeIds must lie in [0, 2) (TypeVocabSize); found 2.*");
     }

@@ -14,7 +14,7 @@ public class GptModelTests
         GptModel model = TinyModels.GptModel();
         Tensor ids = TinyModels.Ids(2, 3, 10, 37);
 
-        using ModelOutput output = model.Forward(new TokenBatch(ids), OutputRequest.Everything);
+        using ModelOutput output = model.Run(new TokenBatch(ids), OutputRequest.Everything);
 
         output.Logits.shape.Should().Equal(3, 10, 37);
         output.HiddenStates.Should().HaveCount(3, "embedding output plus one per layer");
@@ -48,7 +48,7 @@ public class GptModelTests
     public void Attention_maps_are_lower_triangular_probabilities()
     {
         using var scope = NewDisposeScope();
-        using ModelOutput output = TinyModels.GptModel().Forward(new TokenBatch(TinyModels.Ids(4, 2, 6, 37)), new OutputRequest(AttentionProbabilities: true));
+        using ModelOutput output = TinyModels.GptModel().Run(new TokenBatch(TinyModels.Ids(4, 2, 6, 37)), new OutputRequest(AttentionProbabilities: true));
 
         foreach (Tensor p in output.AttentionProbabilities!)
         {
@@ -69,9 +69,9 @@ public class GptModelTests
 
         foreach (Tensor? m in new[] { null, mask })
         {
-            using ModelOutput fast = model.Forward(new TokenBatch(ids, m), OutputRequest.LogitsOnly);
-            using ModelOutput hiddenOnly = model.Forward(new TokenBatch(ids, m), new OutputRequest(HiddenStates: true)); // fused attention
-            using ModelOutput full = model.Forward(new TokenBatch(ids, m), OutputRequest.Everything);                 // explicit attention
+            using ModelOutput fast = model.Run(new TokenBatch(ids, m), OutputRequest.LogitsOnly);
+            using ModelOutput hiddenOnly = model.Run(new TokenBatch(ids, m), new OutputRequest(HiddenStates: true)); // fused attention
+            using ModelOutput full = model.Run(new TokenBatch(ids, m), OutputRequest.Everything);                 // explicit attention
             full.Logits.ShouldBeClose(fast.Logits, 1e-5);
             for (int layer = 0; layer < full.HiddenStates!.Count; layer++) full.HiddenStates[layer].ShouldBeClose(hiddenOnly.HiddenStates![layer], 1e-5);
             fast.HiddenStates.Should().BeNull();
@@ -89,8 +89,8 @@ public class GptModelTests
         Tensor padded = cat([ids, zeros([1, 3], dtype: ScalarType.Int64)], 1);
         Tensor mask = tensor(new long[] { 1, 1, 1, 1, 1, 0, 0, 0 }, [1, 8]);
 
-        using ModelOutput alone = model.Forward(new TokenBatch(ids), OutputRequest.LogitsOnly);
-        using ModelOutput withPadding = model.Forward(new TokenBatch(padded, mask), OutputRequest.LogitsOnly);
+        using ModelOutput alone = model.Run(new TokenBatch(ids), OutputRequest.LogitsOnly);
+        using ModelOutput withPadding = model.Run(new TokenBatch(padded, mask), OutputRequest.LogitsOnly);
 
         withPadding.Logits[TensorIndex.Colon, TensorIndex.Slice(0, 5)].ShouldBeClose(alone.Logits, 1e-5);
     }
@@ -115,7 +115,7 @@ public class GptModelTests
         ((Action)(() => model.call(zeros(2, 4)))).Should().Throw<ArgumentException>().WithMessage("InputIds must be integer token ids of shape [B, S]; got Float32 with shape [2, 4].*");
         ((Action)(() => model.call(zeros([1, 17], dtype: ScalarType.Int64)))).Should().Throw<ArgumentException>().WithMessage("InputIds has sequence length 17; the model's ContextLength allows 1 to 16.*");
         ((Action)(() => model.call(full([1, 3], 37L)))).Should().Throw<ArgumentException>().WithMessage("InputIds must lie in [0, 37) (VocabSize); found 37.*");
-        ((Action)(() => model.Forward(new TokenBatch(zeros([1, 3], dtype: ScalarType.Int64), ones([1, 4], dtype: ScalarType.Int64)), OutputRequest.LogitsOnly)))
+        ((Action)(() => model.Run(new TokenBatch(zeros([1, 3], dtype: ScalarType.Int64), ones([1, 4], dtype: ScalarType.Int64)), OutputRequest.LogitsOnly)))
             .Should().Throw<ArgumentException>().WithMessage("AttentionMask must have the shape of InputIds, [1, 3]; got [1, 4].*");
         ((Action)(() => new GptModel(TinyModels.Gpt() with { Heads = 5 }))).Should().Throw<ArgumentException>().WithMessage("Heads (5) must divide Width (24).*");
         ((Action)(() => new GptModel(TinyModels.Gpt() with { Dropout = 1 }))).Should().Throw<ArgumentException>().WithMessage("Dropout must lie in [0, 1); got 1.*");

@@ -40,7 +40,7 @@ public class LlamaModelTests
         using var noGrad = no_grad();
 
         Tensor fast = model.call(ids);
-        using ModelOutput all = model.Forward(new TokenBatch(ids), OutputRequest.Everything);
+        using ModelOutput all = model.Run(new TokenBatch(ids), OutputRequest.Everything);
 
         all.Logits.ShouldBeClose(fast, 1e-5);
         all.HiddenStates.Should().HaveCount(5).And.OnlyContain(h => h.shape.SequenceEqual(new long[] { 3, 10, 32 }));
@@ -62,8 +62,8 @@ public class LlamaModelTests
         LlamaModel model = Model(Config() with { Layers = 1 });
         Tensor ids = TinyModels.Ids(5, 1, 6, 41);
         using var noGrad = no_grad();
-        Tensor scores = model.Forward(new TokenBatch(ids), new OutputRequest(AttentionScores: true)).AttentionScores![0];
-        Tensor shifted = model.Forward(new TokenBatch(cat([TinyModels.Ids(6, 1, 3, 41), ids], 1)), new OutputRequest(AttentionScores: true)).AttentionScores![0];
+        Tensor scores = model.Run(new TokenBatch(ids), new OutputRequest(AttentionScores: true)).AttentionScores![0];
+        Tensor shifted = model.Run(new TokenBatch(cat([TinyModels.Ids(6, 1, 3, 41), ids], 1)), new OutputRequest(AttentionScores: true)).AttentionScores![0];
 
         shifted[.., .., 3.., 3..].ShouldBeClose(scores, 1e-4);
     }
