@@ -1,11 +1,11 @@
 // A training run for the crash-and-resume test: a small seeded MLP student distilled from a fixed teacher, data
 // reshuffled each epoch from torch's RNG, dropout, gradient accumulation, a checkpoint after every step, and
-// ResumeFrom = "latest" — the crash-restart loop docs/trainer.md recommends. The test has it kill itself (SIGKILL) at
+// ResumeFromLatest — the crash-restart loop docs/trainer.md recommends. The test has it kill itself (SIGKILL) at
 // chosen points — after a step, at each point of a checkpoint write, after a write — starts it again, and compares the
 // final weights with those of a run that was never killed.
 // Usage: KnowledgeDistillation.CrashHarness <checkpoint folder> <steps> [<kill step> <kill point> [<resume from>]]
 //   kill point: after-step | after-checkpoint | one of CheckpointWritePoint's names (StudentWritten, ManifestWritten,
-//   PreviousMovedAside, Renamed); resume from: a checkpoint folder instead of "latest".
+//   PreviousMovedAside, Renamed); resume from: a checkpoint folder instead of the newest.
 // Prints "step N" after each step and the trainer's warnings as "warning: ...", and writes the final student to
 // <folder>/final.dat.
 using System.Diagnostics;
@@ -20,7 +20,7 @@ using static TorchSharp.torch;
 string folder = args[0];
 long steps = long.Parse(args[1], CultureInfo.InvariantCulture);
 var kill = args.Length >= 4 ? new KillAt(long.Parse(args[2], CultureInfo.InvariantCulture), args[3]) : null;
-string resumeFrom = args.Length >= 5 ? args[4] : Checkpoints.Latest;
+string? resumeFrom = args.Length >= 5 ? args[4] : null;
 
 manual_seed(100);
 var teacher = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 5));
@@ -43,7 +43,7 @@ var trainer = new DistillationTrainer<Tensor>(DistillationModel.FromLogits(teach
     {
         MaxSteps = steps, LearningRate = 1e-2, WarmupSteps = 5, Decay = LearningRateDecay.Cosine, GradientAccumulationSteps = 2,
         Device = "cpu", Seed = 42, CheckpointDirectory = folder, CheckpointInterval = 1, KeepCheckpoints = 2,
-        ResumeFrom = resumeFrom, LoggingInterval = 1_000_000,
+        ResumeFrom = resumeFrom, ResumeFromLatest = resumeFrom is null, LoggingInterval = 1_000_000,
     }, new WarningsToConsole());
 if (kill is not null) CheckpointStore.CrashPoint = kill.InsideWrite;
 trainer.Train(_ => randperm(data.Count).data<long>().ToArray().Select(i => data[(int)i]), callbacks: [new PrintSteps(kill)]);

@@ -235,7 +235,7 @@ public class BadInputSweepTests(ITestOutputHelper output)
             ("MaxGradientNorm 0", o => o.MaxGradientNorm = 0), ("Device gpu", o => o.Device = "gpu"), ("Device null", o => o.Device = null!),
             ("Device cuda", o => o.Device = "cuda"), ("EvaluationInterval -1", o => o.EvaluationInterval = -1), ("LoggingInterval 0", o => o.LoggingInterval = 0),
             ("CheckpointInterval without folder", o => o.CheckpointInterval = 5), ("KeepCheckpoints 0", o => o.KeepCheckpoints = 0),
-            ("latest without folder", o => o.ResumeFrom = Checkpoints.Latest), ("ResumeFrom empty", o => o.ResumeFrom = ""),
+            ("latest without folder", o => o.ResumeFromLatest = true), ("latest as a folder name", o => o.ResumeFrom = "latest"), ("ResumeFrom empty", o => o.ResumeFrom = ""),
             ("CheckpointDirectory empty", o => o.CheckpointDirectory = ""), ("CheckpointDirectory NUL", o => o.CheckpointDirectory = "a\0b"),
             ("NonFiniteLoss 5", o => o.NonFiniteLoss = (NonFiniteLossPolicy)5), ("TeacherPrecision 5", o => o.TeacherPrecision = (TeacherPrecision)5),
             ("ResumeFrom missing folder", o => o.ResumeFrom = "/no/such/checkpoint-3"),

@@ -6,7 +6,8 @@ namespace KnowledgeDistillation.Models;
 /// <typeparam name="TInput">What the models consume: a <see cref="Tensor"/>, a <see cref="TokenBatch"/>, or your own type.</typeparam>
 /// <param name="Inputs">The models' input. Tensors and <see cref="TokenBatch"/>es are moved to the trainer's device; other types must be on it already.</param>
 /// <param name="Labels">Class or token labels, <c>[N]</c> or <c>[B, S]</c>; −100 marks positions to ignore.</param>
-/// <param name="Mask">Optional rows/tokens to keep, shaped like the labels (e.g. an attention mask).</param>
+/// <param name="Mask">Optional rows/tokens to keep, shaped like the labels. A <see cref="TokenBatch"/>'s attention mask already
+/// applies (the objective falls back to it), so give a mask only for other inputs, or to keep fewer rows than the attention mask does.</param>
 public sealed record DistillationBatch<TInput>(TInput Inputs, Tensor? Labels = null, Tensor? Mask = null)
 {
     /// <summary>
@@ -17,7 +18,8 @@ public sealed record DistillationBatch<TInput>(TInput Inputs, Tensor? Labels = n
 
     /// <summary>
     /// The examples' positions in the training set, <c>[N]</c> int64, for terms that keep state per example (CRD's memory
-    /// bank). Optional; a <see cref="TokenBatch"/> input's own <see cref="TokenBatch.ExampleIndices"/> is used when this is null.
+    /// bank), for inputs that are not token batches; a <see cref="TokenBatch"/> carries its own
+    /// (<see cref="TokenBatch.ExampleIndices"/>), and giving both is refused.
     /// </summary>
     public Tensor? ExampleIndices { get; init; }
 }

@@ -14,10 +14,10 @@ public interface IDistillationModel<in TInput>
 {
     /// <summary>
     /// What this model's outputs can hold. The trainer checks the objective's needs against it when it is constructed,
-    /// so a term that needs something a model cannot give fails before training, not at step 1. The default claims
-    /// logits, hidden states and attention maps: a model that then cannot serve a request throws <see cref="NotSupportedException"/>.
+    /// so a term that needs something a model cannot give fails before training, not at step 1. The default is logits
+    /// only: a model that returns hidden states, attention maps or queries, keys and values says so here.
     /// </summary>
-    ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention;
+    ModelOutputKinds Provides => ModelOutputKinds.Logits;
 
     /// <summary>Runs the model on <paramref name="input"/>, returning what <paramref name="request"/> asks for.</summary>
     /// <exception cref="NotSupportedException">The model cannot provide something the request asks for.</exception>

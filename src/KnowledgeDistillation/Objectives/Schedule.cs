@@ -25,8 +25,12 @@ public abstract record Schedule
     /// </summary>
     public static implicit operator Schedule(double value) => new ConstantSchedule(value);
 
-    /// <summary>The values the schedule passes through at its ends (every value lies between them), for validation.</summary>
-    internal virtual IEnumerable<double> Extremes => [ValueAt(0)];
+    /// <summary>
+    /// The smallest and largest values the schedule takes (every value lies between them): what the method that
+    /// receives a schedule checks, when it is given. A schedule written outside the library overrides this to state its
+    /// range; the default, the value at step 0, is all that can be known without it.
+    /// </summary>
+    public virtual IEnumerable<double> Extremes => [ValueAt(0)];
 
     /// <summary>Whether the value is the same at every step (false when that cannot be known, as for a schedule written elsewhere).</summary>
     internal virtual bool IsConstant => false;
@@ -39,7 +43,7 @@ public abstract record Schedule
 
     private sealed record ConstantSchedule(double Value) : Schedule
     {
-        internal override IEnumerable<double> Extremes => [Value];
+        public override IEnumerable<double> Extremes => [Value];
 
         internal override bool IsConstant => true;
 
@@ -48,7 +52,7 @@ public abstract record Schedule
 
     private sealed record InterpolatedSchedule(double Start, double End, long Steps, bool IsCosine) : Schedule
     {
-        internal override IEnumerable<double> Extremes => [Start, End];
+        public override IEnumerable<double> Extremes => [Start, End];
 
         internal override bool IsConstant => Start == End;
 

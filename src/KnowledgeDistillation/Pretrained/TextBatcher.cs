@@ -113,10 +113,7 @@ public sealed class TextBatcher
         {
             for (int s = 0; s < rows[b].Count; s++) attention[b * length + s] = true;
         }
-        Tensor mask = tensor(attention, [rows.Count, length]);
-        return new DistillationBatch<TokenBatch>(
-            new TokenBatch(tensor(ids, [rows.Count, length]), mask),
-            tensor(labels, labelShape),
-            labelShape.Length == 2 ? mask : null);
+        // The attention mask travels in the token batch only: the trainer and the objective fall back to it for every term.
+        return new DistillationBatch<TokenBatch>(new TokenBatch(tensor(ids, [rows.Count, length]), tensor(attention, [rows.Count, length])), tensor(labels, labelShape));
     }
 }

@@ -7,8 +7,14 @@ namespace KnowledgeDistillation.Training;
 /// <summary>Moves the parts of a batch the trainer knows about to its device.</summary>
 internal static class BatchPlacement
 {
+    /// <exception cref="ArgumentException">The batch gives example indices twice, in itself and in its token batch.</exception>
     public static DistillationBatch<TInput> To<TInput>(DistillationBatch<TInput> batch, Device device)
     {
+        if (batch.ExampleIndices is not null && batch.Inputs is TokenBatch { ExampleIndices: not null })
+        {
+            throw new ArgumentException(
+                "The batch gives its example indices twice, as DistillationBatch.ExampleIndices and as TokenBatch.ExampleIndices; give them once, in the TokenBatch.", nameof(batch));
+        }
         object? inputs = batch.Inputs switch
         {
             Tensor t => t.to(device),

@@ -12,10 +12,11 @@ namespace KnowledgeDistillation.Training;
 /// <summary>
 /// Trains a student to imitate one or more frozen teachers under a <see cref="DistillationObjective"/>, with
 /// gradient accumulation normalised by real tokens, clipping, a warm-up/decay learning-rate schedule, evaluation,
-/// callbacks, atomic checkpoints and bit-exact resume. See docs/trainer.md.
+/// callbacks, atomic checkpoints and bit-exact resume. See docs/trainer.md. The trainer owns the optimizer it builds:
+/// dispose the trainer when done with it (the models and the objective stay the caller's).
 /// </summary>
 /// <typeparam name="TInput">What the models consume (a <see cref="Tensor"/>, a <see cref="TokenBatch"/>, or your own type).</typeparam>
-public sealed class DistillationTrainer<TInput>
+public sealed partial class DistillationTrainer<TInput> : IDisposable
 {
     private readonly IReadOnlyList<IDistillationModel<TInput>> _teachers;
     private readonly IModuleModel<TInput> _student;
@@ -26,6 +27,10 @@ public sealed class DistillationTrainer<TInput>
     private readonly OptimizerHelper _optimizer;
     private readonly Parameter[] _trainable;
     private readonly Func<IEnumerable<Parameter>, OptimizerHelper> _createOptimizer;
+    // Each parameter group's learning rate as the optimizer was built: the schedule scales these, so a supplied optimizer's
+    // own rates (one per group) are kept, and the default AdamW's is the options' LearningRate.
+    private readonly double[] _peakLearningRates;
+    private bool _disposed;
     // The teacher's quality per evaluation dataset (by reference): it never changes, so it is measured once per dataset. Weak keys:
     // a caller evaluating a new enumerable each time (data.Take(n) in a loop) must not make this grow or keep the data alive.
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, Evaluator.Quality> _teacherQuality = new();
@@ -44,7 +49,8 @@ public sealed class DistillationTrainer<TInput>
     /// <param name="objective">What to minimise; its learnable parts are trained with the student.</param>
     /// <param name="options">Validated settings.</param>
     /// <param name="logger">Where progress and decisions are logged.</param>
-    /// <param name="optimizer">Builds the optimizer over the trainable parameters; default AdamW with the options' learning rate and weight decay.</param>
+    /// <param name="optimizer">Builds the optimizer over the trainable parameters; default AdamW with the options' learning rate and weight decay.
+    /// A supplied optimizer keeps the learning rate of each of its parameter groups as the peak that the warm-up and decay scale.</param>
     /// <exception cref="Microsoft.Extensions.Options.OptionsValidationException">The options are invalid; the message names each bad field.</exception>
     /// <exception cref="ArgumentException">The teachers or the student cannot serve the objective (teacher-weight count, a term's teacher index,
     /// hidden states or attention a model does not provide, a cached teacher where logits are needed or at another temperature).</exception>
@@ -88,6 +94,15 @@ public sealed class DistillationTrainer<TInput>
         foreach (Losses.IStepOutcomeAware loss in _stateful) loss.DeferUntilStepOutcome();
         _createOptimizer = optimizer ?? (parameters => optim.AdamW(parameters, options.LearningRate, weight_decay: options.WeightDecay));
         _optimizer = _createOptimizer(_trainable);
+        _peakLearningRates = _optimizer.ParamGroups.Select(g => g.LearningRate).ToArray();
+    }
+
+    /// <summary>Disposes the optimizer the trainer built; later calls of <see cref="Train(IEnumerable{DistillationBatch{TInput}}, IEnumerable{DistillationBatch{TInput}}?, IReadOnlyList{IDistillationCallback}?, IProgress{TrainingProgress}?, CancellationToken)"/> or <see cref="Evaluate(IEnumerable{DistillationBatch{TInput}})"/> throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _optimizer.Dispose();
     }
 
     /// <summary>The device the models run on.</summary>
@@ -113,6 +128,7 @@ public sealed class DistillationTrainer<TInput>
     public TrainingResult Train(Func<int, IEnumerable<DistillationBatch<TInput>>> dataForEpoch, IEnumerable<DistillationBatch<TInput>>? evaluationData = null,
         IReadOnlyList<IDistillationCallback>? callbacks = null, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(dataForEpoch);
         callbacks ??= [];
         var control = new TrainerControl();
@@ -165,11 +181,11 @@ public sealed class DistillationTrainer<TInput>
                 pending.ForEach(BatchPlacement.Release);
                 pending.Clear();
                 foreach (IDistillationCallback callback in callbacks) callback.OnStepEnd(lastStep, control);
+                progress?.Report(new TrainingProgress(run.Step, totalSteps, lastStep.Loss)); // every step: the receiver decides how often to show it
                 if (run.Step % _options.LoggingInterval == 0 || run.Step == totalSteps)
                 {
                     _logger.LogInformation("step {Step}/{Total} loss {Loss:0.#####} lr {LearningRate:0.####E+0} {Terms}", run.Step, totalSteps, lastStep.Loss,
                         lastStep.LearningRate, string.Join(" ", lastStep.Terms.Select(t => $"{t.Key} {t.Value:0.#####}")));
-                    progress?.Report(new TrainingProgress(run.Step, totalSteps, lastStep.Loss));
                 }
                 if (evaluationData is not null && _options.EvaluationInterval > 0 && run.Step % _options.EvaluationInterval == 0 && run.Step < totalSteps)
                 {
@@ -208,7 +224,11 @@ public sealed class DistillationTrainer<TInput>
     }
 
     /// <summary>Evaluates the student (and, once per dataset, the first teacher) on <paramref name="data"/>.</summary>
-    public EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data) => Evaluate(data, 0, [], new TrainerControl());
+    public EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Evaluate(data, 0, [], new TrainerControl());
+    }
 
     private EvaluationReport Evaluate(IEnumerable<DistillationBatch<TInput>> data, long step, IReadOnlyList<IDistillationCallback> callbacks, TrainerControl control)
     {
@@ -229,200 +249,6 @@ public sealed class DistillationTrainer<TInput>
         return report;
     }
 
-    private StepReport RunStep(List<DistillationBatch<TInput>> microBatches, TrainingRun run, long totalSteps)
-    {
-        long step = run.Step;
-        int epoch = run.Epoch;
-        double learningRate = LearningRateSchedule.At(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.Decay);
-        foreach (var group in _optimizer.ParamGroups) group.LearningRate = learningRate;
-        // A step that threw (a bad batch) left its state changes pending: they were never applied and are dropped here.
-        foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: false);
-        ReseedAccelerator();
-
-        using var stepScope = NewDisposeScope();
-        _optimizer.zero_grad(); // inside the scope: zero_grad creates a tensor handle per parameter
-        DistillationBatch<TInput>[] batches = microBatches.Select(b => BatchPlacement.To(b, Device)).ToArray();
-        // Token-normalised accumulation: micro-batch i's mean loss is weighted by (its kept rows) / (all kept rows of the step),
-        // so the step's gradient is that of one mean over every real token, however the tokens fall into micro-batches.
-        long?[] rows = CountRows(batches);
-        long? totalRows = rows.All(r => r.HasValue) ? rows.Sum() : null;
-        double[] shares = batches.Select((_, i) => totalRows is > 0 ? (double)rows[i]!.Value / totalRows.Value : 1.0 / batches.Length).ToArray();
-
-        // Term values stay on the device until the step ends: one host read per step, not one per term and micro-batch.
-        // A non-finite loss is therefore found after its backward pass; its gradients are discarded before any update.
-        var values = new List<(string Name, double Weight, Tensor Value, int MicroBatch)>();
-        for (int i = 0; i < batches.Length; i++)
-        {
-            if (shares[i] == 0) continue; // a micro-batch with no real token contributes nothing
-            using var scope = NewDisposeScope();
-            DistillationBatch<TInput> batch = batches[i];
-            var teacherOutputs = new List<ModelOutput>(_teachers.Count);
-            if (_objective.UsesTeachers)
-            {
-                using var noGrad = no_grad();
-                for (int k = 0; k < _teachers.Count; k++)
-                {
-                    teacherOutputs.Add(Native(() => _teachers[k].Run(batch.Inputs, _objective.TeacherRequest), $"teacher {k}'s forward pass", batch, run, i));
-                }
-            }
-            ModelOutput studentOutput = Native(() => _student.Run(batch.Inputs, _objective.StudentRequest), "the student's forward pass", batch, run, i);
-            ObjectiveResult result = Native(() => _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step)
-            {
-                ExampleIndices = batch.ExampleIndices,
-            }),
-                "the objective", batch, run, i);
-            (result.Total * shares[i]).backward();
-            foreach ((string name, Tensor value, double weight) in result.Terms)
-            {
-                values.Add((name, weight, (value.detach().to(ScalarType.Float32).reshape(1) * shares[i]).MoveToOuterDisposeScope(), i));
-            }
-        }
-
-        float[] read = values.Count == 0 ? [] : cat(values.Select(v => v.Value).ToArray()).cpu().data<float>().ToArray();
-        double loss = 0;
-        var terms = new Dictionary<string, double>();
-        string? failedTerm = null;
-        double failedValue = 0;
-        int failedMicroBatch = -1;
-        for (int k = 0; k < values.Count; k++)
-        {
-            terms[values[k].Name] = terms.GetValueOrDefault(values[k].Name) + read[k];
-            loss += values[k].Weight * read[k];
-            if (failedTerm is null && !float.IsFinite(read[k]))
-            {
-                failedTerm = values[k].Name;
-                failedValue = read[k];
-                failedMicroBatch = values[k].MicroBatch;
-            }
-        }
-
-        double gradientNorm = failedTerm is null ? GradientNorm() : double.NaN;
-        if (failedTerm is null && !double.IsFinite(gradientNorm))
-        {
-            failedTerm = "gradient";
-            failedValue = gradientNorm;
-        }
-        if (failedTerm is not null)
-        {
-            _optimizer.zero_grad();
-            foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: false);
-            // The micro-batch's position in its epoch (0-based), counting those the step consumed before it.
-            long? position = failedMicroBatch >= 0 ? run.MicroBatchesIntoEpoch + failedMicroBatch : null;
-            if (_options.NonFiniteLoss == NonFiniteLossPolicy.Stop) throw new NonFiniteLossException(step, failedTerm, failedValue, epoch, position);
-            _logger.LogWarning("Step {Step} skipped: {Term} was {Value} (epoch {Epoch}, micro-batch {MicroBatch} of the epoch)", step + 1, failedTerm, failedValue,
-                epoch, position?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "n/a");
-            return new StepReport(step + 1, epoch, double.NaN, terms, learningRate, gradientNorm, Skipped: true, totalRows);
-        }
-        _optimizer.step();
-        foreach (Losses.IStepOutcomeAware stateful in _stateful) stateful.StepOutcome(applied: true);
-        return new StepReport(step + 1, epoch, loss, terms, learningRate, gradientNorm, Skipped: false, totalRows);
-    }
-
-    /// <summary>
-    /// Called with the seed given to the accelerator's generators before each step; tests set it to see the seeds on a
-    /// machine without a GPU (the reseeding then runs on the CPU too).
-    /// </summary>
-    internal Action<long>? AcceleratorReseeded { get; set; }
-
-    /// <summary>
-    /// TorchSharp 0.107 cannot read or set the CUDA generators' state, so a checkpoint cannot hold it. Instead, on a GPU
-    /// each step reseeds them with a number drawn from the CPU generator, whose state every checkpoint holds: a resumed
-    /// run draws the same number at the same step, so GPU dropout masks repeat too.
-    /// </summary>
-    private void ReseedAccelerator()
-    {
-        if (Device.type != DeviceType.CUDA && AcceleratorReseeded is null) return;
-        using var scope = NewDisposeScope();
-        long seed = randint(long.MaxValue, [1], dtype: ScalarType.Int64).item<long>();
-        if (Device.type == DeviceType.CUDA) torch.cuda.manual_seed_all(seed);
-        AcceleratorReseeded?.Invoke(seed);
-    }
-
-    /// <summary>
-    /// Runs <paramref name="action"/>; a libtorch error inside it (a model that cannot take the batch, a custom term's
-    /// shape error) becomes an <see cref="InvalidOperationException"/> saying what failed, on which micro-batch, with
-    /// which input, and keeping libtorch's message and the original exception.
-    /// </summary>
-    private static T Native<T>(Func<T> action, string what, DistillationBatch<TInput> batch, TrainingRun run, int microBatch)
-    {
-        try
-        {
-            return action();
-        }
-        catch (System.Runtime.InteropServices.ExternalException e)
-        {
-            string input = batch.Inputs switch
-            {
-                Tensor t => $"input {t.dtype} {Shapes.Describe(t.shape)}",
-                TokenBatch b => $"token ids {Shapes.Describe(b.InputIds.shape)}",
-                _ => $"input {typeof(TInput).Name}",
-            };
-            throw new InvalidOperationException(
-                $"{char.ToUpperInvariant(what[0])}{what[1..]} failed at step {run.Step + 1} (epoch {run.Epoch}, micro-batch {run.MicroBatchesIntoEpoch + microBatch} of the epoch) " +
-                $"on {input}: {e.Message.Split('\n')[0]}", e);
-        }
-    }
-
-    /// <summary>Kept rows per micro-batch (one host read for all of them), or null for batches without labels or mask.</summary>
-    private static long?[] CountRows(DistillationBatch<TInput>[] batches)
-    {
-        Tensor?[] keeps = batches.Select(BatchPlacement.KeptRows).ToArray();
-        if (keeps.Any(k => k is null)) return new long?[batches.Length];
-        long[] counts = stack(keeps.Select(k => k!.sum()).ToArray()).cpu().data<long>().ToArray();
-        return counts.Select(c => (long?)c).ToArray();
-    }
-
-    /// <summary>The global gradient norm, clipped to MaxGradientNorm when set.</summary>
-    private double GradientNorm()
-    {
-        if (_options.MaxGradientNorm is double max) return nn.utils.clip_grad_norm_(_trainable, max);
-        using var scope = NewDisposeScope();
-        Tensor[] norms = _trainable.Where(p => p.grad is not null).Select(p => p.grad!.norm()).ToArray();
-        return norms.Length == 0 ? 0 : stack(norms).norm().item<float>();
-    }
-
-    /// <summary>A fresh run (seeded), or one restored from the checkpoint ResumeFrom names; also the first-batch rows that checkpoint recorded.</summary>
-    private (TrainingRun Run, long? ExpectedFirstRows) StartOrResume(long totalSteps)
-    {
-        if (_options.ResumeFrom is { } resumeFrom)
-        {
-            VerifiedCheckpoint? checkpoint;
-            if (resumeFrom == Checkpoints.Latest)
-            {
-                checkpoint = CheckpointStore.Latest(_options.CheckpointDirectory!, _logger);
-                if (checkpoint is null) _logger.LogInformation("ResumeFrom = \"latest\": {Directory} holds no checkpoint yet, so this is a fresh run", _options.CheckpointDirectory);
-            }
-            else
-            {
-                if (!Directory.Exists(resumeFrom)) throw new DirectoryNotFoundException($"ResumeFrom = {resumeFrom}: no such checkpoint folder.");
-                checkpoint = CheckpointStore.Verify(resumeFrom);
-            }
-            if (checkpoint is not null)
-            {
-                TrainerState state = CheckpointStore.Restore(checkpoint, _student.Module, _objective, _optimizer, _createOptimizer, _trainable,
-                    CurrentSettings(totalSteps, null), _logger);
-                _logger.LogInformation("Resuming from {Checkpoint} at step {Step}", checkpoint.Path, state.Step);
-                return (TrainingRun.ResumedFrom(state), checkpoint.Manifest.Settings.MicroBatchRows);
-            }
-        }
-        if (_options.Seed is long seed) manual_seed(seed);
-        return (TrainingRun.Fresh(), null);
-    }
-
-    private CheckpointSettings CurrentSettings(long totalSteps, long? firstRows) => new(totalSteps, _options.MaxSteps, _options.Epochs,
-        _options.GradientAccumulationSteps, firstRows, _options.LearningRate, _options.WarmupSteps, _options.Decay.ToString(), _options.WeightDecay,
-        _options.MaxGradientNorm, _objective.Terms.Select(t => t.Name).ToArray());
-
-    private static void RequireSameBatching(long? expected, long? actual)
-    {
-        if (expected is long e && actual is long a && e != a)
-        {
-            throw new InvalidOperationException(
-                $"The checkpoint was written while the epoch's first micro-batch had {e} rows; on resume it has {a}. The data or batch size changed, so the saved " +
-                "data position no longer points at the same examples. Resume with the data the run was started with, or start a new run.");
-        }
-    }
-
     /// <summary>A micro-batch's rows: the first dimension of its input tensor or token ids, else of its labels or mask.</summary>
     private static long? RowsOf(DistillationBatch<TInput> batch) => batch.Inputs switch
     {
@@ -430,30 +256,6 @@ public sealed class DistillationTrainer<TInput>
         TokenBatch b => b.InputIds.shape[0],
         _ => batch.Labels is { } l && l.dim() > 0 ? l.shape[0] : batch.Mask is { } m && m.dim() > 0 ? m.shape[0] : null,
     };
-
-    private void RemoveIncompleteCheckpointWrites()
-    {
-        if (_options.CheckpointDirectory is null) return;
-        foreach (string stale in Checkpoints.RemoveIncompleteWrites(_options.CheckpointDirectory))
-        {
-            _logger.LogWarning(stale.Contains(CheckpointStore.AsideMarker, StringComparison.Ordinal)
-                ? "Resolved {Folder}: a checkpoint set aside by a write of the same step that an earlier run did not finish (put back unless the new one was in place)"
-                : "Removed {Folder}: a checkpoint write that an earlier run did not finish", stale);
-        }
-    }
-
-    private string? Checkpoint(TrainingRun run, long totalSteps, IReadOnlyList<IDistillationCallback> callbacks)
-    {
-        if (_options.CheckpointDirectory is null) return null;
-        TrainerState state = run.Snapshot(); // before any callback runs, so the saved RNG is the one training continues with
-        string target = Path.Combine(_options.CheckpointDirectory, CheckpointStore.Prefix + run.Step.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        foreach (IDistillationCallback callback in callbacks) callback.OnCheckpointStarting(run.Step, target);
-        string path = CheckpointStore.Write(_options.CheckpointDirectory, _options.KeepCheckpoints, _student.Module, _objective, _optimizer, state,
-            CurrentSettings(totalSteps, run.EpochFirstRows), _logger);
-        _logger.LogInformation("Checkpoint written: {Path}", path);
-        foreach (IDistillationCallback callback in callbacks) callback.OnCheckpoint(path);
-        return path;
-    }
 
     /// <summary>A module teacher is frozen, put in eval mode, moved and optionally cast; any other is told the device.</summary>
     private void PrepareTeacher(IDistillationModel<TInput> model)

@@ -51,7 +51,7 @@ public sealed class DistillationTrainerOptions
     /// <summary>Optimizer steps to run; overrides <see cref="Epochs"/> (the data is repeated as needed).</summary>
     public long? MaxSteps { get; set; }
 
-    /// <summary>Peak learning rate.</summary>
+    /// <summary>Peak learning rate of the default AdamW. A supplied optimizer keeps its own groups' rates as their peaks.</summary>
     public double LearningRate { get; set; } = 1e-3;
 
     /// <summary>Steps of linear warm-up from 0 to the peak.</summary>
@@ -78,7 +78,7 @@ public sealed class DistillationTrainerOptions
     /// <summary>Evaluate every this many steps (and at the end) when evaluation data is given; 0 = only at the end.</summary>
     public int EvaluationInterval { get; set; }
 
-    /// <summary>Log (and report progress) every this many steps.</summary>
+    /// <summary>Log every this many steps (progress is reported every step).</summary>
     public int LoggingInterval { get; set; } = 10;
 
     /// <summary>Folder for checkpoints; null writes none.</summary>
@@ -90,8 +90,14 @@ public sealed class DistillationTrainerOptions
     /// <summary>How many checkpoints to keep (oldest deleted first).</summary>
     public int KeepCheckpoints { get; set; } = 2;
 
-    /// <summary>A checkpoint folder to resume from, or "latest" for the newest in <see cref="CheckpointDirectory"/>.</summary>
+    /// <summary>A checkpoint folder to resume from; null starts fresh (unless <see cref="ResumeFromLatest"/>).</summary>
     public string? ResumeFrom { get; set; }
+
+    /// <summary>
+    /// Resume from the newest intact checkpoint in <see cref="CheckpointDirectory"/>, or start fresh when it holds none
+    /// (the setting for a job that may be restarted). Not together with <see cref="ResumeFrom"/>.
+    /// </summary>
+    public bool ResumeFromLatest { get; set; }
 
     /// <summary>What a NaN or infinite loss does.</summary>
     public NonFiniteLossPolicy NonFiniteLoss { get; set; } = NonFiniteLossPolicy.Stop;

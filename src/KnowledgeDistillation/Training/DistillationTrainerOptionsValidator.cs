@@ -32,10 +32,14 @@ public sealed class DistillationTrainerOptionsValidator : IValidateOptions<Disti
         Require(options.KeepCheckpoints >= 1, nameof(options.KeepCheckpoints), "must be at least 1", options.KeepCheckpoints);
         Require(options.CheckpointInterval == 0 || options.CheckpointDirectory is not null,
             nameof(options.CheckpointDirectory), "must be set when CheckpointInterval is", options.CheckpointDirectory);
-        Require(options.ResumeFrom != Checkpoints.Latest || options.CheckpointDirectory is not null,
-            nameof(options.ResumeFrom), "\"latest\" needs CheckpointDirectory", options.ResumeFrom);
+        Require(!options.ResumeFromLatest || options.CheckpointDirectory is not null,
+            nameof(options.ResumeFromLatest), "needs CheckpointDirectory", options.ResumeFromLatest);
+        Require(!(options.ResumeFromLatest && options.ResumeFrom is not null),
+            nameof(options.ResumeFrom), "must be null when ResumeFromLatest is true (give one or the other)", $"\"{options.ResumeFrom}\"");
+        Require(!string.Equals(options.ResumeFrom, "latest", StringComparison.OrdinalIgnoreCase),
+            nameof(options.ResumeFrom), "is a checkpoint folder; to resume from the newest checkpoint set ResumeFromLatest = true", $"\"{options.ResumeFrom}\"");
         Require(options.ResumeFrom is null || !string.IsNullOrWhiteSpace(options.ResumeFrom),
-            nameof(options.ResumeFrom), "must be a checkpoint folder, \"latest\", or null; an empty string is none of them", $"\"{options.ResumeFrom}\"");
+            nameof(options.ResumeFrom), "must be a checkpoint folder or null; an empty string is neither", $"\"{options.ResumeFrom}\"");
         if (options.CheckpointDirectory is { } directory && CheckpointDirectoryProblem(directory) is { } problem)
         {
             failures.Add($"{nameof(options.CheckpointDirectory)} {problem}; got \"{directory}\".");

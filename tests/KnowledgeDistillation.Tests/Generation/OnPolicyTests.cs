@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Tests.Training;
 using KnowledgeDistillation.Generation;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
@@ -121,7 +122,7 @@ public class OnPolicyTests
         using var straight = new TemporaryFolder();
         using var interrupted = new TemporaryFolder();
         DistillationTrainer<TokenBatch> Trainer(LlamaModel student, string folder, string? resume) => new([teacher], student, Objective(),
-            new DistillationTrainerOptions { Epochs = 2, LearningRate = 1e-2, Device = "cpu", CheckpointDirectory = folder, ResumeFrom = resume, LoggingInterval = 100 });
+            new DistillationTrainerOptions { Epochs = 2, LearningRate = 1e-2, Device = "cpu", CheckpointDirectory = folder, ResumeFrom = resume == Resume.Latest ? null : resume, ResumeFromLatest = resume == Resume.Latest, LoggingInterval = 100 });
 
         LlamaModel uninterrupted = Decoder(1, layers: 1);
         var all = new OnPolicyBatches(uninterrupted, teacher, onPolicy);
@@ -132,7 +133,7 @@ public class OnPolicyTests
         Trainer(first, interrupted.Path, null).Train(epoch => before.Batches(prompts, epoch), callbacks: [new CancelAt(4, cancel)], cancellationToken: cancel.Token);
         LlamaModel resumed = Decoder(7, layers: 1); // another initialisation: everything must come from the checkpoint
         var after = new OnPolicyBatches(resumed, teacher, onPolicy);
-        Trainer(resumed, interrupted.Path, Checkpoints.Latest).Train(epoch => after.Batches(prompts, epoch));
+        Trainer(resumed, interrupted.Path, Resume.Latest).Train(epoch => after.Batches(prompts, epoch));
 
         all.Counts.Values.Sum().Should().Be(12, "two epochs of six batches, and counting the epoch generated nothing");
         before.Counts.Values.Sum().Should().Be(4);

@@ -49,7 +49,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
                 o.CheckpointDirectory = folder;
                 o.CheckpointInterval = 6;
                 o.KeepCheckpoints = 3;
-                o.ResumeFrom = resume;
+                Resume.Into(o, resume);
                 change?.Invoke(o);
             }), logger);
 
@@ -158,7 +158,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
         var logger = new RecordingLogger();
         var student = Student(seed: 77, dropout: 0.2);
 
-        TrainingResult result = Trainer(student, _folder.Path, Checkpoints.Latest, o => o.MaxSteps = 6, logger).Train(_batches);
+        TrainingResult result = Trainer(student, _folder.Path, Resume.Latest, o => o.MaxSteps = 6, logger).Train(_batches);
 
         result.Steps.Should().Be(6, "checkpoint-6 is the newest intact one, and the run is planned for 6 steps");
         SameWeights(Snapshot(student), _weightsAt[6]).Should().BeTrue();
@@ -173,7 +173,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
         File.Delete(Path.Combine(CheckpointPath(14), "optimizer.dat"));
         var student = Student(seed: 78, dropout: 0.2);
 
-        TrainingResult result = Trainer(student, _folder.Path, Checkpoints.Latest).Train(_batches);
+        TrainingResult result = Trainer(student, _folder.Path, Resume.Latest).Train(_batches);
 
         result.Steps.Should().Be(Steps);
         SameWeights(Snapshot(student), _weightsAt[14]).Should().BeTrue();
@@ -187,7 +187,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
         var student = Student(seed: 79);
         Dictionary<string, Tensor> before = Snapshot(student);
 
-        Action resume = () => Trainer(student, _folder.Path, Checkpoints.Latest).Train(_batches);
+        Action resume = () => Trainer(student, _folder.Path, Resume.Latest).Train(_batches);
 
         resume.Should().Throw<InvalidDataException>().Which.Message.Should().Contain("checkpoint-6").And.Contain("checkpoint-12").And.Contain("checkpoint-14");
         SameWeights(Snapshot(student), before).Should().BeTrue();
@@ -200,7 +200,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
         var logger = new RecordingLogger();
         var resumed = Student(seed: 5, dropout: 0.2);
 
-        TrainingResult result = Trainer(resumed, empty.Path, Checkpoints.Latest, logger: logger).Train(_batches);
+        TrainingResult result = Trainer(resumed, empty.Path, Resume.Latest, logger: logger).Train(_batches);
 
         result.Steps.Should().Be(Steps);
         SameWeights(Snapshot(resumed), _weightsAt[14]).Should().BeTrue("a fresh run with the same seed and initialisation is the uninterrupted run");
@@ -215,7 +215,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
         File.WriteAllText(Path.Combine(stale, "student.dat"), "partial");
         var logger = new RecordingLogger();
 
-        Trainer(Student(seed: 80, dropout: 0.2), _folder.Path, Checkpoints.Latest, logger: logger).Train(_batches);
+        Trainer(Student(seed: 80, dropout: 0.2), _folder.Path, Resume.Latest, logger: logger).Train(_batches);
 
         Directory.Exists(stale).Should().BeFalse();
         logger.Warnings.Should().Contain(w => w.Contains(".checkpoint-20.tmp-0123456789abcdef"));
@@ -352,7 +352,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
             byPath.Should().Throw<InvalidDataException>($"trial {trial}: {damage} {file}").Which.Message.Should().Contain(newest);
             SameWeights(Snapshot(student), before).Should().BeTrue($"trial {trial}: {damage} {file} must not change the student");
 
-            TrainingResult latest = Trainer(student, folder.Path, Checkpoints.Latest, o => o.MaxSteps = 12).Train(_batches);
+            TrainingResult latest = Trainer(student, folder.Path, Resume.Latest, o => o.MaxSteps = 12).Train(_batches);
             latest.Steps.Should().Be(12);
             SameWeights(Snapshot(student), _weightsAt[12]).Should().BeTrue($"trial {trial}: {damage} {file} falls back to checkpoint-12");
         }

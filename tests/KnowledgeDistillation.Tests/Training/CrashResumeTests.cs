@@ -7,7 +7,7 @@ namespace KnowledgeDistillation.Tests.Training;
 /// <summary>
 /// The crash-restart loop for real: a training process (tests/KnowledgeDistillation.CrashHarness) kills itself with
 /// SIGKILL at chosen points — after a step, at each point of a checkpoint write, after a write, while a checkpoint of
-/// the same step is being replaced — and is started again with ResumeFrom = "latest" until it finishes. Each kill lands
+/// the same step is being replaced — and is started again with ResumeFromLatest until it finishes. Each kill lands
 /// exactly where it is aimed (the harness kills itself from the write's own hook), so nothing depends on timing. Every
 /// restart must resume from the step the kill left on disk, clean up what the kill left, and the final weights must
 /// equal, byte for byte, those of a run never killed.
@@ -23,7 +23,7 @@ public class CrashResumeTests(ITestOutputHelper output)
 
     private static readonly Cycle[] Schedule =
     [
-        new(3, "after-step", FirstStep: 1), // a fresh start: "latest" finds no checkpoint
+        new(3, "after-step", FirstStep: 1), // a fresh start: ResumeFromLatest finds no checkpoint
         new(6, "StudentWritten", FirstStep: 3), // step 3 was trained but its checkpoint never written: redone from 2
         new(9, "ManifestWritten", FirstStep: 6, Warning: "Removed"), // the half-written step 6 is removed, resume from 5
         new(12, "Renamed", FirstStep: 9, Warning: "Removed"), // the complete but never renamed step 9 is removed too

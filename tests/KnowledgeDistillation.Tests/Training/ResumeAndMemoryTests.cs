@@ -28,7 +28,7 @@ public class ResumeAndMemoryTests
                 o.WarmupSteps = 3;
                 o.Decay = LearningRateDecay.Cosine;
                 o.CheckpointDirectory = folder;
-                o.ResumeFrom = resume;
+                Resume.Into(o, resume);
             }));
 
     [Fact]
@@ -47,7 +47,7 @@ public class ResumeAndMemoryTests
         TrainingResult first = Trainer(teacher, firstStudent, interrupted.Path, null)
             .Train(ShuffledEachEpoch(batches), callbacks: [new CancelAt(6, cancel)], cancellationToken: cancel.Token);
         var resumedStudent = Student(seed: 999, dropout: 0.3); // a different initialisation: everything must come from the checkpoint
-        TrainingResult resumed = Trainer(teacher, resumedStudent, interrupted.Path, "latest").Train(ShuffledEachEpoch(batches));
+        TrainingResult resumed = Trainer(teacher, resumedStudent, interrupted.Path, Resume.Latest).Train(ShuffledEachEpoch(batches));
 
         first.Cancelled.Should().BeTrue();
         first.Steps.Should().Be(6, "cancellation stops at the next step boundary");
@@ -86,7 +86,7 @@ public class ResumeAndMemoryTests
                 {
                     o.GradientAccumulationSteps = accumulation;
                     o.CheckpointDirectory = folder;
-                    o.ResumeFrom = resume;
+                    Resume.Into(o, resume);
                 }));
         Func<int, IEnumerable<DistillationBatch<Tensor>>> data = _ => GeneratedLazily(teacher, 4 * accumulation);
 
@@ -100,7 +100,7 @@ public class ResumeAndMemoryTests
             .Steps.Should().Be(cancelAt);
         manual_seed(12345); // whatever the RNG holds before the resume, the checkpoint's state must replace it
         var resumedStudent = Student(seed: 999, dropout: 0.4);
-        Make(resumedStudent, interrupted.Path, "latest").Train(data).Steps.Should().Be(9);
+        Make(resumedStudent, interrupted.Path, Resume.Latest).Train(data).Steps.Should().Be(9);
 
         SameWeights(Snapshot(resumedStudent), Snapshot(uninterruptedStudent)).Should().BeTrue(
             "the batch after the checkpoint must be generated from the RNG state the interrupted run had at that point");
@@ -125,7 +125,7 @@ public class ResumeAndMemoryTests
         first.Train(ShuffledEachEpoch(batches), callbacks: [new CancelAt(5, cancel)], cancellationToken: cancel.Token);
         manual_seed(4321);
         var resumedStudent = Student(seed: 2, dropout: 0.3);
-        DistillationTrainer<Tensor> resumed = Trainer(teacher, resumedStudent, interrupted.Path, "latest");
+        DistillationTrainer<Tensor> resumed = Trainer(teacher, resumedStudent, interrupted.Path, Resume.Latest);
         resumed.AcceleratorReseeded = resumedSeeds.Add;
         resumed.Train(ShuffledEachEpoch(batches));
 
@@ -147,7 +147,7 @@ public class ResumeAndMemoryTests
         File.WriteAllBytes(Path.Combine(newer, "student.dat"), File.ReadAllBytes(Path.Combine(folder.Path, $"checkpoint-{Steps}", "student.dat"))[..40]);
         var resumed = Student(seed: 4);
 
-        TrainingResult result = Trainer(teacher, resumed, folder.Path, "latest").Train(ShuffledEachEpoch(batches));
+        TrainingResult result = Trainer(teacher, resumed, folder.Path, Resume.Latest).Train(ShuffledEachEpoch(batches));
 
         result.Steps.Should().Be(Steps, "the newest checkpoint that verifies (step 14) was used and the run was already complete");
         SameWeights(Snapshot(resumed), Snapshot(student)).Should().BeTrue();

@@ -23,9 +23,6 @@ public sealed record CheckpointVerification(string Path, long? Step, string? Pro
 /// </summary>
 public static class Checkpoints
 {
-    /// <summary>The <see cref="DistillationTrainerOptions.ResumeFrom"/> value that resumes from the newest checkpoint that verifies.</summary>
-    public const string Latest = "latest";
-
     /// <summary>The complete checkpoints (renamed into place) in <paramref name="directory"/>, oldest step first; none when the folder does not exist.</summary>
     public static IReadOnlyList<CheckpointInfo> List(string directory)
     {
