@@ -20,10 +20,10 @@ public sealed partial class DistillationObjectiveBuilder
     /// <param name="map">Which student layer's maps match which teacher layer's.</param>
     /// <param name="kind">Probabilities or pre-softmax scores.</param>
     /// <param name="teacher">The teacher whose maps are matched.</param>
-    /// <param name="name">The term's name.</param>
     /// <param name="loss">Creates the loss (e.g. <see cref="AttentionMseLoss.TinyBert"/>); default <c>new AttentionMseLoss(kind)</c>.</param>
-    public DistillationObjectiveBuilder AttentionMse(Schedule weight, LayerMap map, AttentionMapKind kind = AttentionMapKind.Scores, int teacher = 0, string name = "attention_mse",
-        Func<AttentionMseLoss>? loss = null)
+    /// <param name="name">The term's name.</param>
+    public DistillationObjectiveBuilder AttentionMse(Schedule weight, LayerMap map, AttentionMapKind kind = AttentionMapKind.Scores, int teacher = 0,
+        Func<AttentionMseLoss>? loss = null, string name = "attention_mse")
     {
         ArgumentNullException.ThrowIfNull(map);
         RequireTeacherIndex(teacher, name);

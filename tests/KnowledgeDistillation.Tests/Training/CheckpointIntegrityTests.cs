@@ -61,7 +61,7 @@ public sealed class CheckpointIntegrityTests : IDisposable
         using JsonDocument manifest = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(CheckpointPath(14), "manifest.json")));
         JsonElement root = manifest.RootElement;
         root.GetProperty("Step").GetInt64().Should().Be(14);
-        root.GetProperty("LibraryVersion").GetString().Should().StartWith("0.1.0");
+        root.GetProperty("LibraryVersion").GetString().Should().StartWith("0.2.0");
         string studentSha = root.GetProperty("Files").GetProperty("student.dat").GetProperty("Sha256").GetString()!;
         studentSha.Should().Be(Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(CheckpointPath(14), "student.dat")))).ToLowerInvariant());
         root.GetProperty("Student").EnumerateArray().Select(e => e.GetProperty("Name").GetString()).Should().Equal("0.weight", "0.bias", "3.weight", "3.bias");
