@@ -30,7 +30,7 @@ public sealed class GeneralizedJensenShannonLoss : LogitDistillationLoss
     public GeneralizedJensenShannonLoss(double beta = 0.5, double temperature = 1.0, bool normalize = false, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(GeneralizedJensenShannonLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
-        Beta = RequireBeta(beta, nameof(beta));
+        Beta = RequireMixture(beta, nameof(beta), oneAllowed: true);
         Normalize = normalize;
     }
 
@@ -42,12 +42,6 @@ public sealed class GeneralizedJensenShannonLoss : LogitDistillationLoss
 
     /// <inheritdoc />
     protected override double DefaultMixture => Beta;
-
-    /// <inheritdoc />
-    protected override double CheckMixture(double? mixture) => mixture is { } beta ? RequireBeta(beta, nameof(mixture)) : Beta;
-
-    private static double RequireBeta(double value, string name) =>
-        value >= 0 && value <= 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must lie in [0, 1]; got {value}."); // also rejects NaN
 
     /// <inheritdoc />
     protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments)

@@ -140,12 +140,21 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     /// <summary>The loss's own mixture weight (NaN for losses without one); a call's <c>mixture</c> replaces it.</summary>
     protected virtual double DefaultMixture => double.NaN;
 
-    /// <summary>Checks a call's mixture weight (the loss's own range); returns the weight to use.</summary>
-    protected virtual double CheckMixture(double? mixture)
+    /// <summary>Whether a mixture weight of exactly 1 is allowed (the range is [0, 1], else [0, 1)).</summary>
+    protected virtual bool MixtureMayBeOne => true;
+
+    private double CheckMixture(double? mixture)
     {
-        if (mixture is not null) throw new ArgumentException($"{GetType().Name} has no mixture weight; pass null.", nameof(mixture));
-        return DefaultMixture;
+        if (mixture is not { } value) return DefaultMixture;
+        if (double.IsNaN(DefaultMixture)) throw new ArgumentException($"{GetType().Name} has no mixture weight; pass null.", nameof(mixture));
+        return RequireMixture(value, nameof(mixture), MixtureMayBeOne);
     }
+
+    /// <summary>Returns a mixture weight in [0, 1] (or [0, 1) without <paramref name="oneAllowed"/>); NaN never passes.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">It lies outside; the message names <paramref name="name"/> and the value.</exception>
+    protected static double RequireMixture(double value, string name, bool oneAllowed) =>
+        value >= 0 && (value < 1 || (oneAllowed && value == 1)) ? value
+            : throw new ArgumentOutOfRangeException(name, value, $"{name} must lie in [0, 1{(oneAllowed ? "]" : ")")}; got {value}.");
 
     private Tensor RowLabels(Tensor labels, Tensor keep, long classes, Device device)
     {

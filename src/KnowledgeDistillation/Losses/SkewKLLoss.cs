@@ -23,7 +23,7 @@ public sealed class SkewKLLoss : LogitDistillationLoss
     public SkewKLLoss(double alpha = 0.1, bool reverse = false, double temperature = 1.0, bool scaleByTemperatureSquared = true, long ignoreIndex = Labels.IgnoreIndex)
         : base(nameof(SkewKLLoss), temperature, scaleByTemperatureSquared, ignoreIndex)
     {
-        Alpha = RequireAlpha(alpha, nameof(alpha));
+        Alpha = RequireMixture(alpha, nameof(alpha), oneAllowed: false);
         Reverse = reverse;
     }
 
@@ -37,10 +37,7 @@ public sealed class SkewKLLoss : LogitDistillationLoss
     protected override double DefaultMixture => Alpha;
 
     /// <inheritdoc />
-    protected override double CheckMixture(double? mixture) => mixture is { } alpha ? RequireAlpha(alpha, nameof(mixture)) : Alpha;
-
-    private static double RequireAlpha(double value, string name) =>
-        value >= 0 && value < 1 ? value : throw new ArgumentOutOfRangeException(name, value, $"{name} must lie in [0, 1); got {value}."); // also rejects NaN
+    protected override bool MixtureMayBeOne => false;
 
     /// <inheritdoc />
     protected override Tensor RowDivergence(Tensor studentLogProbs, Tensor teacherLogProbs, RowArguments arguments)

@@ -20,7 +20,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <c>mlm_norm</c> and <c>mlm_bias</c> (masked-LM head, whose decoder is the word embedding matrix). Without the
 /// pooler the classifier reads the first token's hidden state directly: the "pooler removed" student of DistilBERT.
 /// </remarks>
-public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBatch>
+public sealed class BertModel : ReferenceModel<BertConfig>
 {
     private readonly Embedding word_embedding;
     private readonly Embedding position_embedding;
@@ -37,11 +37,8 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
 
     /// <summary>Creates a model initialised as GPT-2 and BERT are: weights N(0, 0.02²), biases 0, norms 1.</summary>
     /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
-    public BertModel(BertConfig config) : base(nameof(BertModel))
+    public BertModel(BertConfig config) : base(nameof(BertModel), config)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        config.Validate();
-        Config = config;
         word_embedding = nn.Embedding(config.VocabSize, config.Width);
         position_embedding = nn.Embedding(config.ContextLength, config.Width);
         token_type_embedding = nn.Embedding(config.TypeVocabSize, config.Width);
@@ -61,22 +58,11 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
         TransformerInitialization.Apply(this);
     }
 
-    /// <summary>The configuration the model was built with.</summary>
-    public BertConfig Config { get; }
-
     /// <summary>The transformer blocks, first to last.</summary>
     public IReadOnlyList<TransformerBlock> Blocks => blocks.ToList();
 
-    nn.Module IModuleModel<TokenBatch>.Module => this;
-
-    /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>
-    public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
-
-    /// <summary>The head's logits (see <see cref="BertHead"/>) for unpadded token ids <c>[B, S]</c>.</summary>
-    public override Tensor forward(Tensor inputIds) => Run(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
-
     /// <summary>Runs the encoder; padded keys (mask 0/false) receive no attention.</summary>
-    public ModelOutput Run(TokenBatch batch, OutputRequest request)
+    public override ModelOutput Run(TokenBatch batch, OutputRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
         TokenInputs.Validate(batch, Config, Config.TypeVocabSize);
@@ -90,8 +76,7 @@ public sealed class BertModel : nn.Module<Tensor, Tensor>, IModuleModel<TokenBat
 
         TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: false, request);
         Tensor h = final_norm is null ? run.Last : run.Finish(final_norm.forward, Config.HiddenStates);
-        Tensor logits = Head(h);
-        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask) { QueryKeyValues = run.States }.MoveToOuterDisposeScope();
+        return run.ToOutput(Head(h), batch.AttentionMask);
     }
 
     private Tensor Head(Tensor h)

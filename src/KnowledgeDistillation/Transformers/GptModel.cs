@@ -9,7 +9,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>
 /// A GPT-style causal language model: token and learned position embeddings, <see cref="TransformerConfig.Layers"/>
 /// transformer blocks, a final layer norm and an LM head (tied to the token embeddings or not).
-/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="Run(TokenBatch, OutputRequest)"/> also returns
+/// <c>call(ids)</c> maps <c>[B, S]</c> token ids to <c>[B, S, V]</c> logits; <see cref="DecoderModel{TConfig}.Run(TokenBatch, OutputRequest)"/> also returns
 /// hidden states and attention maps on request.
 /// </summary>
 /// <remarks>
@@ -17,7 +17,7 @@ namespace KnowledgeDistillation.Transformers;
 /// <see cref="TransformerBlock"/>), <c>final_norm</c>, and <c>lm_head</c> when untied. Hidden states are the
 /// embedding output and each block's output, before the final norm.
 /// </remarks>
-public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
+public sealed class GptModel : DecoderModel<GptConfig>
 {
     private readonly Embedding token_embedding;
     private readonly Embedding position_embedding;
@@ -28,11 +28,8 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
 
     /// <summary>Creates a model initialised as GPT-2 and BERT are: weights N(0, 0.02²), biases 0, norms 1.</summary>
     /// <exception cref="ArgumentException">The configuration is invalid; the message names the setting.</exception>
-    public GptModel(GptConfig config) : base(nameof(GptModel))
+    public GptModel(GptConfig config) : base(nameof(GptModel), config)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        config.Validate();
-        Config = config;
         token_embedding = nn.Embedding(config.VocabSize, config.Width);
         position_embedding = nn.Embedding(config.ContextLength, config.Width);
         embedding_dropout = nn.Dropout(config.Dropout);
@@ -43,34 +40,11 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
         TransformerInitialization.Apply(this);
     }
 
-    /// <summary>The configuration the model was built with.</summary>
-    public GptConfig Config { get; }
-
     /// <summary>The transformer blocks, first to last.</summary>
     public IReadOnlyList<TransformerBlock> Blocks => blocks.ToList();
 
-    nn.Module IModuleModel<TokenBatch>.Module => this;
-
-    /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>
-    public ModelOutputKinds Provides => ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
-
     /// <inheritdoc />
-    public int ContextLength => Config.ContextLength;
-
-    /// <inheritdoc />
-    public int VocabSize => Config.VocabSize;
-
-    /// <summary>Logits <c>[B, S, V]</c> for token ids <c>[B, S]</c>.</summary>
-    public override Tensor forward(Tensor inputIds) => Run(new TokenBatch(inputIds), OutputRequest.LogitsOnly).Logits;
-
-    /// <summary>Runs the model; attention is causal, and additionally masked by <see cref="TokenBatch.AttentionMask"/> when given.</summary>
-    public ModelOutput Run(TokenBatch batch, OutputRequest request) => Run(batch, request, null);
-
-    /// <summary>
-    /// Runs the model on new tokens after those in <paramref name="cache"/> (none when it is null or empty), appending
-    /// their keys and values to it. Positions continue after the cached tokens unless <see cref="TokenBatch.PositionIds"/> says otherwise.
-    /// </summary>
-    public ModelOutput Run(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
+    public override ModelOutput Run(TokenBatch batch, OutputRequest request, KeyValueCache? cache)
     {
         ArgumentNullException.ThrowIfNull(request);
         long past = cache?.Length ?? 0;
@@ -78,14 +52,13 @@ public sealed class GptModel : nn.Module<Tensor, Tensor>, ICausalLanguageModel
         using var scope = NewDisposeScope();
         Tensor ids = batch.InputIds.to(ScalarType.Int64);
         long length = ids.shape[1];
-        Tensor positions = batch.PositionIds?.to(ScalarType.Int64) ?? arange(past, past + length, dtype: ScalarType.Int64, device: ids.device);
+        Tensor positions = TransformerStack.DecoderPositions(batch, past, length, ids.device);
         Tensor x = embedding_dropout.forward(token_embedding.forward(ids) + position_embedding.forward(positions));
         Tensor? mask = AttentionMasks.ForDecoder(batch.AttentionMask?.to(x.device), length, past, null, x.dtype, x.device);
 
         TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request, cache);
         cache?.Advance(length);
         Tensor h = run.Finish(final_norm.forward, Config.HiddenStates);
-        Tensor logits = lm_head is null ? F.linear(h, token_embedding.weight!) : lm_head.forward(h);
-        return new ModelOutput(logits, run.HiddenStates, run.Scores, run.Probabilities, batch.AttentionMask) { QueryKeyValues = run.States }.MoveToOuterDisposeScope();
+        return run.ToOutput(TransformerStack.LanguageModelLogits(h, lm_head, token_embedding), batch.AttentionMask);
     }
 }

@@ -6,6 +6,9 @@ namespace KnowledgeDistillation.Transformers;
 /// <summary>Runs a stack of blocks, keeping per-layer outputs only when they are requested.</summary>
 internal static class TransformerStack
 {
+    /// <summary>What every reference model's output can hold.</summary>
+    public const ModelOutputKinds Outputs = ModelOutputKinds.Logits | ModelOutputKinds.HiddenStates | ModelOutputKinds.Attention | ModelOutputKinds.QueryKeyValues;
+
     public sealed record Result(Tensor Last, List<Tensor>? HiddenStates, List<Tensor>? Scores, List<Tensor>? Probabilities, List<SelfAttentionStates>? States = null)
     {
         /// <summary>Applies the final norm to the last state and, under the Hugging Face convention, makes it the last hidden state.</summary>
@@ -15,7 +18,19 @@ internal static class TransformerStack
             if (convention == HiddenStateConvention.HuggingFace && HiddenStates is { Count: > 1 }) HiddenStates[^1] = normed;
             return normed;
         }
+
+        /// <summary>The model's output: <paramref name="logits"/> with the per-layer states that were requested.</summary>
+        public ModelOutput ToOutput(Tensor logits, Tensor? attentionMask) =>
+            new ModelOutput(logits, HiddenStates, Scores, Probabilities, attentionMask) { QueryKeyValues = States }.MoveToOuterDisposeScope();
     }
+
+    /// <summary>A decoder's token positions: the batch's own, or those after the <paramref name="past"/> cached tokens.</summary>
+    public static Tensor DecoderPositions(TokenBatch batch, long past, long length, Device device) =>
+        batch.PositionIds?.to(ScalarType.Int64) ?? arange(past, past + length, dtype: ScalarType.Int64, device: device);
+
+    /// <summary>A language-model head: its own matrix, or the token embedding's when tied (<paramref name="head"/> null).</summary>
+    public static Tensor LanguageModelLogits(Tensor hidden, TorchSharp.Modules.Linear? head, TorchSharp.Modules.Embedding embedding) =>
+        head is null ? nn.functional.linear(hidden, embedding.weight!) : head.forward(hidden);
 
     /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (its index, its input, whether to return maps, whether to return queries, keys and values).</summary>
     public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, int, Tensor, bool, bool, AttentionResult> step)
