@@ -2,6 +2,7 @@
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
 //       loss-memory | fused-head-memory [--quick] | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
+//       | step-overhead [pairs]
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -15,6 +16,7 @@ if (args is ["measure", string name, ..])
         "step-memory" => StepMemory.Run(),
         "throughput" => Throughput.Run(),
         "teacher-cache" => TeacherCacheExperiment.Run(args.Length > 2 && args[2] == "--quick"),
+        "step-overhead" => StepOverhead.Run(args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 400),
         _ => Unknown(name),
     };
 }
@@ -23,6 +25,6 @@ return 0;
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput or teacher-cache.");
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache or step-overhead.");
     return 1;
 }

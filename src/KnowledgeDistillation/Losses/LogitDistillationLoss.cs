@@ -229,6 +229,9 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
     {
         if (StandardizeLogits) logits = LogitStandardization.Apply(logits);
         Tensor scaled = temperature == 1.0 ? logits : logits / temperature;
-        return scaled.log_softmax(-1).clamp_min(finfo(logits.dtype).min);
+        Tensor logProbs = scaled.log_softmax(-1);
+        double lowest = finfo(logits.dtype).min;
+        // In place where no gradient flows (the teacher, or any call under no_grad): log_softmax's backward reads its output.
+        return logProbs.requires_grad ? logProbs.clamp_min(lowest) : logProbs.clamp_min_(lowest);
     }
 }
