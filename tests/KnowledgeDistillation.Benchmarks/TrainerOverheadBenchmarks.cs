@@ -49,16 +49,7 @@ public class TrainerOverheadBenchmarks
     public void HandWritten()
     {
         _handStudent.train();
-        foreach (DistillationBatch<TokenBatch> batch in _batches)
-        {
-            using var scope = NewDisposeScope();
-            _handOptimizer.zero_grad();
-            Tensor teacherLogits;
-            using (no_grad()) teacherLogits = _teacher.call(batch.Inputs.InputIds);
-            Workloads.HandWrittenLoss(_handStudent.call(batch.Inputs.InputIds), teacherLogits, batch.Labels!).backward();
-            nn.utils.clip_grad_norm_(_handStudent.parameters(), 1.0);
-            _handOptimizer.step();
-        }
+        foreach (DistillationBatch<TokenBatch> batch in _batches) Workloads.HandWrittenStep(_teacher, _handStudent, _handOptimizer, batch);
     }
 
     /// <summary>The loss alone, as the hand-written step computes it: forward and backward on one batch's logits.</summary>

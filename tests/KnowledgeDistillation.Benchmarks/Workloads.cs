@@ -3,6 +3,7 @@ using KnowledgeDistillation.Objectives;
 using KnowledgeDistillation.Training;
 using KnowledgeDistillation.Transformers;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -55,6 +56,18 @@ internal static class Workloads
         Tensor student = studentLogits.reshape(-1, Vocabulary), teacher = teacherLogits.reshape(-1, Vocabulary);
         Tensor soft = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target: true, reduction: nn.Reduction.Sum) / student.shape[0] * (t * t);
         return 0.5 * soft + 0.5 * F.cross_entropy(student, labels.reshape(-1));
+    }
+
+    /// <summary>One distillation step as a user writes it without the library: the teacher's logits, the loss above, clipping at 1.0, the update.</summary>
+    public static void HandWrittenStep(GptModel teacher, GptModel student, OptimizerHelper optimizer, DistillationBatch<TokenBatch> batch)
+    {
+        using var scope = NewDisposeScope();
+        optimizer.zero_grad();
+        Tensor teacherLogits;
+        using (no_grad()) teacherLogits = teacher.call(batch.Inputs.InputIds);
+        HandWrittenLoss(student.call(batch.Inputs.InputIds), teacherLogits, batch.Labels!).backward();
+        nn.utils.clip_grad_norm_(student.parameters(), 1.0);
+        optimizer.step();
     }
 
     /// <summary>Multiply-adds ×2 of one forward pass per token: the matrix products of every layer, attention over the whole context, and the head.</summary>

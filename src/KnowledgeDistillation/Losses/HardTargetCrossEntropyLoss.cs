@@ -59,7 +59,7 @@ public sealed class HardTargetCrossEntropyLoss : nn.Module<Tensor, Tensor, Tenso
         if (labels.device_type == DeviceType.CPU) LossInputs.RequireLabelsInRange(labels, keep, classes, IgnoreIndex);
 
         ScalarType type = LossInputs.ComputeType(studentLogits);
-        Tensor logits = RowMask.ZeroDropped(studentLogits.to(type), keep, 1);
+        Tensor logits = RowMask.ZeroDropped(studentLogits.to(type), RowMask.ForZeroing(keep), 1);
         if (LabelSmoothing == 0)
         {
             // libtorch's fused log-softmax + NLL: fewer passes over [rows, C] than log_softmax + gather, forward and backward.

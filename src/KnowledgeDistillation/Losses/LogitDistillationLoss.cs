@@ -122,8 +122,9 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
             return Chunked(studentLogits.reshape(-1, classes), teacherLogits.detach().reshape(-1, classes), keep?.reshape(-1), rowLabels?.reshape(-1), type, t, mix, studentLogits.shape[0]).MoveToOuterDisposeScope();
         }
 
-        Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(studentLogits.to(type), keep, 1), t);
-        Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacherLogits.detach().to(type), keep, 1), t);
+        Tensor? zeroing = RowMask.ForZeroing(keep);
+        Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(studentLogits.to(type), zeroing, 1), t);
+        Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacherLogits.detach().to(type), zeroing, 1), t);
         Tensor loss = RowMask.Reduce(RowDivergence(studentLogProbs, teacherLogProbs, new RowArguments(rowLabels, mix)), keep, Reduction);
         if (ScaleByTemperatureSquared) loss = loss * (t * t);
         return loss.MoveToOuterDisposeScope();
@@ -182,18 +183,19 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         };
         if (ScaleByTemperatureSquared) scale = scale * (t * t);
 
+        Tensor? zeroing = RowMask.ForZeroing(keep);
         Tensor total = zeros(1, type, student.device);
         Tensor? gradient = needsGradient ? empty(rows, classes, type, student.device) : null;
         for (long start = 0; start < rows; start += chunkRows)
         {
             using var chunkScope = NewDisposeScope();
             var range = TensorIndex.Slice(start, Math.Min(rows, start + chunkRows));
-            Tensor? keepChunk = keep?[range];
+            Tensor? keepChunk = keep?[range], zeroingChunk = zeroing?[range];
             Tensor leaf = student[range].detach().to(type).requires_grad_(needsGradient);
             using (enable_grad(needsGradient))
             {
-                Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(leaf, keepChunk, 1), t);
-                Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacher[range].to(type), keepChunk, 1), t);
+                Tensor studentLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(leaf, zeroingChunk, 1), t);
+                Tensor teacherLogProbs = SoftenedLogProbabilities(RowMask.ZeroDropped(teacher[range].to(type), zeroingChunk, 1), t);
                 Tensor perRow = RowDivergence(studentLogProbs, teacherLogProbs, new RowArguments(rowLabels?[range], mix));
                 Tensor sum = (keepChunk is null ? perRow : where(keepChunk, perRow, zeros(1, type, perRow.device))).sum() * scale;
                 if (gradient is not null) gradient[range].copy_(autograd.grad([sum], [leaf])[0]);
@@ -206,7 +208,7 @@ public abstract class LogitDistillationLoss : nn.Module<Tensor, Tensor, Tensor>
         // -inf to the lowest finite value keeps 0 · s from being NaN when a dropped row holds NaN or ±inf.
         double lowest = finfo(student.dtype).min;
         // One [rows, C] copy at most (this path exists to save memory): where() already makes a fresh tensor, so clamp it in place.
-        Tensor kept = keep is null ? student.clamp_min(lowest) : RowMask.ZeroDropped(student, keep, 1).clamp_min_(lowest);
+        Tensor kept = zeroing is null ? student.clamp_min(lowest) : RowMask.ZeroDropped(student, zeroing, 1).clamp_min_(lowest);
         Tensor surrogate = gradient.to(student.dtype).flatten().dot(kept.flatten()).to(type);
         return value + (surrogate - surrogate.detach());
     }

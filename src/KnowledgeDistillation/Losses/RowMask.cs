@@ -46,13 +46,18 @@ internal static class RowMask
     }
 
     /// <summary>
-    /// Replaces the rows that are not kept with zeros, so nothing non-finite there reaches the math or its gradient. On
-    /// the CPU, where reading one flag back costs nothing, a batch that keeps every row (no padding, no ignored label)
-    /// skips the full-size copy; on an accelerator the copy is made rather than wait for the device.
+    /// The mask <see cref="ZeroDropped"/> needs: <paramref name="keep"/>, or null when nothing is dropped. On the CPU,
+    /// where reading one flag back costs nothing, a batch that keeps every row (no padding, no ignored label) gets null
+    /// and so skips the full-size copies; on an accelerator the copies are made rather than wait for the device. Call it
+    /// once per loss call, not per tensor.
     /// </summary>
+    public static Tensor? ForZeroing(Tensor? keep) =>
+        keep is null || (keep.device_type == DeviceType.CPU && keep.all().item<bool>()) ? null : keep;
+
+    /// <summary>Replaces the rows that are not kept with zeros, so nothing non-finite there reaches the math or its gradient.</summary>
     public static Tensor ZeroDropped(Tensor values, Tensor? keep, int trailingDimensions)
     {
-        if (keep is null || (keep.device_type == DeviceType.CPU && keep.all().item<bool>())) return values;
+        if (keep is null) return values;
         Tensor k = keep;
         for (int i = 0; i < trailingDimensions; i++) k = k.unsqueeze(-1);
         return where(k, values, zeros(1, dtype: values.dtype, device: values.device));

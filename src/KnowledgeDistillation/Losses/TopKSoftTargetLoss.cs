@@ -74,13 +74,14 @@ public sealed class TopKSoftTargetLoss : nn.Module<Tensor, TopKTargets, Tensor>
         double t = teacher.Temperature, lowest = finfo(type).min;
         Tensor indices = teacher.Indices.to(ScalarType.Int64);
 
-        Tensor scaled = RowMask.ZeroDropped(studentLogits.to(type), keep, 1) / t;
+        Tensor? zeroing = RowMask.ForZeroing(keep);
+        Tensor scaled = RowMask.ZeroDropped(studentLogits.to(type), zeroing, 1) / t;
         Tensor logPartition = scaled.logsumexp(-1, keepdim: true);
         Tensor logTop = scaled.gather(-1, indices) - logPartition;
         Tensor logTail = scaled.scatter(-1, indices, full(1, double.NegativeInfinity, type, scaled.device).expand_as(indices)).logsumexp(-1, keepdim: true) - logPartition;
         Tensor logQ = cat([logTop, logTail], -1).clamp_min(lowest);
 
-        Tensor p = RowMask.ZeroDropped(teacher.Probabilities.to(studentLogits.device).to(type), keep, 1);
+        Tensor p = RowMask.ZeroDropped(teacher.Probabilities.to(studentLogits.device).to(type), zeroing, 1);
         if (teacher.K == studentLogits.shape[^1])
         {
             // Every class is kept: the tail bucket is empty in both distributions (and log q_tail is -inf).

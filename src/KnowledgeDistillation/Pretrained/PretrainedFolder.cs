@@ -97,7 +97,7 @@ public static class PretrainedFolder
         Dictionary<string, Tensor> stateDict = StateDictFile.Read(path);
         try
         {
-            WeightLoadReport report = LoadWeights(model, stateDict);
+            WeightLoadReport report = family.Mapping(model, architecture: "").Apply(model, stateDict, family.Name);
             notes.AddRange(ConfigAgreement.DtypeNotes(stateDict.Values));
             return report with { Notes = [.. report.Notes, .. notes] };
         }

@@ -34,15 +34,7 @@ internal static class SteadyStateMemory
         long step = 0;
         foreach (DistillationBatch<TokenBatch> batch in stream.Take(1000))
         {
-            using (var scope = NewDisposeScope())
-            {
-                optimizer.zero_grad();
-                Tensor teacherLogits;
-                using (no_grad()) teacherLogits = teacher.call(batch.Inputs.InputIds);
-                Workloads.HandWrittenLoss(student.call(batch.Inputs.InputIds), teacherLogits, batch.Labels!).backward();
-                nn.utils.clip_grad_norm_(student.parameters(), 1.0);
-                optimizer.step();
-            }
+            Workloads.HandWrittenStep(teacher, student, optimizer, batch);
             batch.Inputs.InputIds.Dispose();
             batch.Labels!.Dispose();
             sampler.OnStepEnd(new StepReport(++step, 0, 0, new Dictionary<string, double>(), 0, 0, false, null), new TrainerControl());

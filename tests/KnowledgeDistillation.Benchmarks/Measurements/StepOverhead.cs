@@ -42,17 +42,8 @@ internal static class StepOverhead
             return clock.Elapsed.TotalMilliseconds;
         }
 
-        double Hand(DistillationBatch<TokenBatch> batch) => Timed(() =>
-        {
-            handStudent.train();
-            using var scope = NewDisposeScope();
-            handOptimizer.zero_grad();
-            Tensor teacherLogits;
-            using (no_grad()) teacherLogits = teacher.call(batch.Inputs.InputIds);
-            Workloads.HandWrittenLoss(handStudent.call(batch.Inputs.InputIds), teacherLogits, batch.Labels!).backward();
-            nn.utils.clip_grad_norm_(handStudent.parameters(), 1.0);
-            handOptimizer.step();
-        });
+        handStudent.train();
+        double Hand(DistillationBatch<TokenBatch> batch) => Timed(() => Workloads.HandWrittenStep(teacher, handStudent, handOptimizer, batch));
 
         double Trainer(DistillationBatch<TokenBatch> batch) => Timed(() => trainer.Train([batch]));
 
