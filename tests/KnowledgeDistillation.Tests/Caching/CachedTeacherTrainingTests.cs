@@ -9,6 +9,7 @@ using static KnowledgeDistillation.Tests.Training.TrainingFixtures;
 namespace KnowledgeDistillation.Tests.Caching;
 
 /// <summary>The trainer with a <see cref="CachedTeacher{TInput}"/> in place of a running teacher.</summary>
+[Collection(GlobalRngCollection.Name)]
 public class CachedTeacherTrainingTests
 {
     /// <summary>A batch that knows its examples' positions in the cache.</summary>
