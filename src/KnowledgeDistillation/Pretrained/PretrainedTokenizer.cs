@@ -126,8 +126,12 @@ public sealed class PretrainedTokenizer : ITokenVocabulary
         if (File.Exists(Path("vocab.txt")))
         {
             bool lower = files.Flag("do_lower_case", true);
+            // Hugging Face's BertTokenizer strips accents when strip_accents is true, or when it is unset (null) and the text is lower-cased.
+            bool stripAccents = files.Flag("strip_accents", lower);
+            bool cjk = files.Flag("tokenize_chinese_chars", true);
             int size = TokenizerFiles.CheckVocabTxt(Path("vocab.txt"));
-            BertTokenizer bert = TokenizerFiles.Read(Path("vocab.txt"), "a WordPiece vocabulary", () => BertTokenizer.Create(Path("vocab.txt"), new BertOptions { LowerCaseBeforeTokenization = lower }));
+            BertTokenizer bert = TokenizerFiles.Read(Path("vocab.txt"), "a WordPiece vocabulary", () => BertTokenizer.Create(Path("vocab.txt"),
+                new BertOptions { LowerCaseBeforeTokenization = lower, RemoveNonSpacingMarks = stripAccents, IndividuallyTokenizeCjk = cjk }));
             var special = new SpecialTokenIds
             {
                 Pad = bert.PaddingTokenId, Cls = bert.ClassificationTokenId, Sep = bert.SeparatorTokenId, Mask = bert.MaskingTokenId,
