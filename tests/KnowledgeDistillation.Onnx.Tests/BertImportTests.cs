@@ -1,7 +1,5 @@
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Transformers;
-using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
 using static TorchSharp.torch;
 using Tensor = TorchSharp.torch.Tensor;
 
@@ -24,7 +22,7 @@ public class BertImportTests(RealTextEncoders encoders) : IClassFixture<RealText
         int rows = ids.GetLength(0), length = ids.GetLength(1);
         length.Should().BeGreaterThan(30, "the batch must hold long and short rows, padded");
 
-        float[] expected = RunOnnxRuntime(modelPath, ids, mask);
+        float[] expected = RealTextEncoders.LastHiddenState(modelPath, ids, mask);
 
         OnnxImportedModel<BertModel> imported = OnnxImport.Bert(modelPath);
         using BertModel model = imported.Model;
@@ -116,15 +114,5 @@ public class BertImportTests(RealTextEncoders encoders) : IClassFixture<RealText
         {
             File.Delete(path);
         }
-    }
-
-    private static float[] RunOnnxRuntime(string modelPath, long[,] ids, long[,] mask)
-    {
-        int rows = ids.GetLength(0), length = ids.GetLength(1);
-        using var session = new InferenceSession(modelPath);
-        NamedOnnxValue Input(string name, long[,] values) => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(values.Cast<long>().ToArray(), [rows, length]));
-        NamedOnnxValue[] inputs = [Input("input_ids", ids), Input("attention_mask", mask), Input("token_type_ids", new long[rows, length])];
-        using var results = session.Run(inputs, ["last_hidden_state"]);
-        return [.. results.Single().AsTensor<float>()];
     }
 }

@@ -1,4 +1,6 @@
 using KnowledgeDistillation.Pretrained;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using KnowledgeDistillation.TextEncoders;
 
 namespace KnowledgeDistillation.Onnx.Tests;
@@ -48,5 +50,15 @@ public sealed class RealTextEncoders
             }
         }
         return (ids, mask);
+    }
+
+    /// <summary>ONNX Runtime's own <c>last_hidden_state</c> of the file, flattened: the reference the TorchSharp side is compared with.</summary>
+    public static float[] LastHiddenState(string modelPath, long[,] ids, long[,] mask)
+    {
+        int rows = ids.GetLength(0), length = ids.GetLength(1);
+        using var session = new InferenceSession(modelPath);
+        NamedOnnxValue Input(string name, long[,] values) => NamedOnnxValue.CreateFromTensor(name, new DenseTensor<long>(values.Cast<long>().ToArray(), [rows, length]));
+        using var results = session.Run([Input("input_ids", ids), Input("attention_mask", mask), Input("token_type_ids", new long[rows, length])], ["last_hidden_state"]);
+        return [.. results.Single().AsTensor<float>()];
     }
 }
