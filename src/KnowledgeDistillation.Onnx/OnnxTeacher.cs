@@ -54,7 +54,7 @@ public sealed class OnnxTeacher : IDistillationModel<Tensor>, IDistillationModel
                 throw new ArgumentException($"{modelPath} has no output \"{unknown}\"; its outputs are: {string.Join(", ", outputs)}.", nameof(options));
             }
             if (_options.BatchSize is < 1) throw new ArgumentException($"BatchSize must be null or positive; got {_options.BatchSize}.", nameof(options));
-            if (!Enum.IsDefined(_options.Pooling)) throw new ArgumentException($"Pooling {(int)_options.Pooling} is not an OnnxPooling value.", nameof(options));
+            if (!Enum.IsDefined(_options.Pooling)) throw new ArgumentException($"Pooling {(int)_options.Pooling} is not a SequencePooling value.", nameof(options));
         }
         catch
         {
@@ -161,18 +161,11 @@ public sealed class OnnxTeacher : IDistillationModel<Tensor>, IDistillationModel
     /// <summary>Pools a <c>[N, S, H]</c> output into <c>[N, H]</c> and normalises it, as the options say.</summary>
     private Tensor Embed(Tensor output, Tensor? mask)
     {
-        if (_options.Pooling != OnnxPooling.None)
+        if (_options.Pooling != SequencePooling.None && output.dim() != 3)
         {
-            if (output.dim() != 3) throw new InvalidOperationException($"Pooling {_options.Pooling} needs a [N, S, H] output; \"{_logits}\" is [{string.Join(", ", output.shape)}].");
-            Tensor m = (mask ?? ones(output.shape[0], output.shape[1], dtype: ScalarType.Int64)).to(ScalarType.Float32);
-            output = _options.Pooling switch
-            {
-                // sentence-transformers' mean pooling: the masked sum over the mask's count (at least 1e-9).
-                OnnxPooling.Mean => (output * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim: true).clamp_min(1e-9),
-                OnnxPooling.Cls => output.select(1, 0),
-                _ => output.gather(1, (m.sum(1).to(ScalarType.Int64) - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, output.shape[2])).squeeze(1),
-            };
+            throw new InvalidOperationException($"Pooling {_options.Pooling} needs a [N, S, H] output; \"{_logits}\" is [{string.Join(", ", output.shape)}].");
         }
+        output = Pooling.Apply(_options.Pooling, output, mask);
         return _options.Normalize ? nn.functional.normalize(output, p: 2, dim: -1) : output;
     }
 

@@ -1,3 +1,4 @@
+using KnowledgeDistillation.Models;
 using Microsoft.ML.OnnxRuntime;
 
 namespace KnowledgeDistillation.Onnx;
@@ -16,9 +17,9 @@ public sealed record OnnxTeacherOptions
 
     /// <summary>
     /// How a <c>[N, S, H]</c> logits output (a text encoder's last hidden state) becomes one <c>[N, H]</c> embedding per
-    /// text; <see cref="OnnxPooling.None"/> serves it as it is.
+    /// text, with the batch's attention mask; <see cref="SequencePooling.None"/> serves it as it is.
     /// </summary>
-    public OnnxPooling Pooling { get; init; } = OnnxPooling.None;
+    public SequencePooling Pooling { get; init; } = SequencePooling.None;
 
     /// <summary>Divide the logits output, after pooling, by its L2 norm over the last dimension (sentence-transformers' <c>Normalize</c> module).</summary>
     public bool Normalize { get; init; }
@@ -31,22 +32,6 @@ public sealed record OnnxTeacherOptions
 
     /// <summary>ONNX Runtime session options (threads, execution providers); null uses the defaults.</summary>
     public SessionOptions? SessionOptions { get; init; }
-}
-
-/// <summary>How a sequence of hidden states becomes one vector per text.</summary>
-public enum OnnxPooling
-{
-    /// <summary>No pooling: the output is served as the model gives it.</summary>
-    None,
-
-    /// <summary>The mean over the real tokens (attention mask 1), as sentence-transformers' mean pooling (all-MiniLM-L6-v2).</summary>
-    Mean,
-
-    /// <summary>The first token's state: BERT's [CLS] (snowflake-arctic-embed, BGE).</summary>
-    Cls,
-
-    /// <summary>The last real token's state (decoder embedding models; rows padded on the right).</summary>
-    LastToken,
 }
 
 /// <summary>

@@ -13,10 +13,10 @@ namespace KnowledgeDistillation.Onnx.Tests;
 public class OnnxTokenTeacherTests(RealTextEncoders encoders) : IClassFixture<RealTextEncoders>
 {
     [Theory]
-    [InlineData("MiniLM", OnnxPooling.Mean)]
-    [InlineData("ArcticXs", OnnxPooling.Cls)]
-    [InlineData("MiniLM", OnnxPooling.LastToken)]
-    public void Pooled_normalised_embeddings_equal_a_double_precision_pooling_of_ONNX_Runtimes_hidden_states(string name, OnnxPooling pooling)
+    [InlineData("MiniLM", SequencePooling.Mean)]
+    [InlineData("ArcticXs", SequencePooling.Cls)]
+    [InlineData("MiniLM", SequencePooling.LastToken)]
+    public void Pooled_normalised_embeddings_equal_a_double_precision_pooling_of_ONNX_Runtimes_hidden_states(string name, SequencePooling pooling)
     {
         string model = Path.Combine(encoders.Folder(name), "model.onnx");
         (long[,] ids, long[,] mask) = RealTextEncoders.Batch(encoders.Folder(name), RealTextEncoders.Sentences);
@@ -41,8 +41,8 @@ public class OnnxTokenTeacherTests(RealTextEncoders encoders) : IClassFixture<Re
                 double Value(int j) => hidden[((r * length) + j) * 384 + h];
                 pooled[h] = pooling switch
                 {
-                    OnnxPooling.Mean => Enumerable.Range(0, real).Sum(Value) / real,
-                    OnnxPooling.Cls => Value(0),
+                    SequencePooling.Mean => Enumerable.Range(0, real).Sum(Value) / real,
+                    SequencePooling.Cls => Value(0),
                     _ => Value(real - 1),
                 };
             }
@@ -58,7 +58,7 @@ public class OnnxTokenTeacherTests(RealTextEncoders encoders) : IClassFixture<Re
         string folder = encoders.MiniLM;
         string[] texts = ["A man is playing a guitar.", "Someone plays an acoustic guitar.", "The stock market fell sharply on Monday."];
         (long[,] ids, long[,] mask) = RealTextEncoders.Batch(folder, texts);
-        using var teacher = new OnnxTeacher(Path.Combine(folder, "model.onnx"), new OnnxTeacherOptions { Pooling = OnnxPooling.Mean, Normalize = true });
+        using var teacher = new OnnxTeacher(Path.Combine(folder, "model.onnx"), new OnnxTeacherOptions { Pooling = SequencePooling.Mean, Normalize = true });
         using var scope = NewDisposeScope();
         int rows = ids.GetLength(0), length = ids.GetLength(1);
         Tensor e = teacher.Run(new TokenBatch(tensor(ids.Cast<long>().ToArray(), [rows, length]), tensor(mask.Cast<long>().ToArray(), [rows, length])), OutputRequest.LogitsOnly).Logits;
@@ -112,7 +112,7 @@ public class OnnxTokenTeacherTests(RealTextEncoders encoders) : IClassFixture<Re
         try
         {
             OnnxExport.Export(model, path);
-            using var teacher = new OnnxTeacher(path, new OnnxTeacherOptions { Pooling = OnnxPooling.LastToken });
+            using var teacher = new OnnxTeacher(path, new OnnxTeacherOptions { Pooling = SequencePooling.LastToken });
             teacher.InputNames.Should().Equal("input_ids");
             using var scope = NewDisposeScope();
             Tensor ids = randint(0, 30, [3, 7], dtype: ScalarType.Int64);
