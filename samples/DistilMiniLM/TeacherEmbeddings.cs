@@ -21,8 +21,8 @@ internal static class TeacherEmbeddings
 
     public static string CachePath(string cacheFolder, TextTable table)
     {
-        byte[] hash = SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("\u0001", table.Texts)));
-        return Path.Combine(cacheFolder, $"minilm-{table.Count}-texts-{table.MaxTokens}-tokens-{Convert.ToHexString(hash)[..12].ToLowerInvariant()}.kdtc");
+        // Named by the token ids, not the texts: a change of tokenization must not reuse embeddings of other ids.
+        return Path.Combine(cacheFolder, $"minilm-{table.Count}-texts-{table.MaxTokens}-tokens-{table.Fingerprint()}.kdtc");
     }
 
     /// <summary>Opens the cache, labelling the texts first when it does not exist.</summary>

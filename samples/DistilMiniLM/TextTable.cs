@@ -48,6 +48,18 @@ internal sealed class TextTable
 
     public int Length(int index) => _ids[index].Length;
 
+    /// <summary>The first 12 hex digits of a SHA-256 of every text's ids: equal tables, equal fingerprints.</summary>
+    public string Fingerprint()
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (int[] row in _ids)
+        {
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(row.AsSpan()));
+            hash.AppendData([0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset())[..12];
+    }
+
     /// <summary>The texts <paramref name="indices"/> as one padded batch whose example indices are their rows here.</summary>
     public TokenBatch Batch(IReadOnlyList<int> indices)
     {

@@ -23,7 +23,7 @@ internal static partial class BertGraphImporter
 {
     private const string WordEmbeddings = "embeddings.word_embeddings.weight";
 
-    public static OnnxImportedModel<BertModel> Import(OnnxGraphReader graph, OnnxBertImportOptions options)
+    public static OnnxImportedModel<BertModel> Import(OnnxGraphReader graph, OnnxBertImportOptions options, string? tokenizerFolder)
     {
         RefuseFusedOperators(graph);
         (Dictionary<string, Tensor> weights, List<string> unnamed) = NamedWeights(graph);
@@ -37,6 +37,7 @@ internal static partial class BertGraphImporter
             }
             var notes = new List<string>();
             BertConfig config = ReadConfig(graph, weights, prefix, options, notes);
+            if (tokenizerFolder is not null) VocabularyCheck.Against(tokenizerFolder, config.VocabSize, graph.Source, notes);
             var model = new BertModel(config);
             try
             {

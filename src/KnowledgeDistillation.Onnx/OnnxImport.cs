@@ -13,6 +13,15 @@ public sealed record OnnxBertImportOptions
 {
     /// <summary>The number of attention heads; null reads it from the graph's head split and attention scale (an error when the graph shows neither).</summary>
     public int? Heads { get; init; }
+
+    /// <summary>
+    /// A tokenizer folder (as <see cref="PretrainedTokenizer.Load"/> reads it) whose vocabulary must fit the graph's word
+    /// embedding; null checks the folder of the ONNX file when it holds tokenizer files (a Hugging Face export does), and
+    /// checks nothing otherwise. A vocabulary with more entries than the embedding has rows is an error (its ids would
+    /// index past the matrix); one with fewer is noted in the report (matrices padded to a round size are common, a
+    /// different model's vocabulary is the other cause).
+    /// </summary>
+    public string? TokenizerFolder { get; init; }
 }
 
 /// <summary>
@@ -28,11 +37,12 @@ public static class OnnxImport
     /// GELU form); the weights load all or nothing, as <see cref="PretrainedFolder.LoadWeights(TorchSharp.torch.nn.Module, string)"/> loads a checkpoint.
     /// </summary>
     /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
-    /// <exception cref="InvalidDataException">The file is not ONNX, or not a BERT encoder's graph, or a weight could not be named or placed (the message says which).</exception>
+    /// <exception cref="InvalidDataException">The file is not ONNX, or not a BERT encoder's graph, or a weight could not be named or placed, or the tokenizer's vocabulary is larger than the word embedding (the message says which).</exception>
     public static OnnxImportedModel<BertModel> Bert(string path, OnnxBertImportOptions? options = null)
     {
         if (options?.Heads is < 1) throw new ArgumentOutOfRangeException(nameof(options), options.Heads, "Heads must be positive or null.");
-        return BertGraphImporter.Import(OnnxGraphReader.Open(path), options ?? new OnnxBertImportOptions());
+        string? tokenizer = VocabularyCheck.Folder(options?.TokenizerFolder, path);
+        return BertGraphImporter.Import(OnnxGraphReader.Open(path), options ?? new OnnxBertImportOptions(), tokenizer);
     }
 
     /// <summary>Imports a BERT encoder from an ONNX model in <paramref name="stream"/> (e.g. an embedded resource); <paramref name="source"/> names it in messages.</summary>
@@ -41,6 +51,7 @@ public static class OnnxImport
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentException.ThrowIfNullOrEmpty(source);
         if (options?.Heads is < 1) throw new ArgumentOutOfRangeException(nameof(options), options.Heads, "Heads must be positive or null.");
-        return BertGraphImporter.Import(OnnxGraphReader.Open(stream, source), options ?? new OnnxBertImportOptions());
+        string? tokenizer = VocabularyCheck.Folder(options?.TokenizerFolder, modelPath: null);
+        return BertGraphImporter.Import(OnnxGraphReader.Open(stream, source), options ?? new OnnxBertImportOptions(), tokenizer);
     }
 }

@@ -54,6 +54,7 @@ public sealed class OnnxTeacher : IDistillationModel<Tensor>, IDistillationModel
                 throw new ArgumentException($"{modelPath} has no output \"{unknown}\"; its outputs are: {string.Join(", ", outputs)}.", nameof(options));
             }
             if (_options.BatchSize is < 1) throw new ArgumentException($"BatchSize must be null or positive; got {_options.BatchSize}.", nameof(options));
+            if (_options.MaxSequenceLength is < 1) throw new ArgumentException($"MaxSequenceLength must be null or positive; got {_options.MaxSequenceLength}.", nameof(options));
             if (!Enum.IsDefined(_options.Pooling)) throw new ArgumentException($"Pooling {(int)_options.Pooling} is not a SequencePooling value.", nameof(options));
         }
         catch
@@ -113,6 +114,11 @@ public sealed class OnnxTeacher : IDistillationModel<Tensor>, IDistillationModel
         RequireRequest(request);
         Tensor ids = batch.InputIds;
         if (ids.dim() != 2 || ids.shape[0] < 1 || ids.shape[1] < 1) throw new ArgumentException($"InputIds must be [N, S] with N, S ≥ 1; got [{string.Join(", ", ids.shape)}].", nameof(batch));
+        if (ids.shape[1] > _options.MaxSequenceLength)
+        {
+            throw new ArgumentException($"InputIds has sequence length {ids.shape[1]}; the model takes at most MaxSequenceLength = {_options.MaxSequenceLength} tokens. " +
+                "Cut each text to the model's length (PretrainedTokenizer.Encode(text, maxLength) keeps [CLS] and [SEP]).", nameof(batch));
+        }
         foreach ((string field, Tensor? t) in new[] { ("AttentionMask", batch.AttentionMask), ("TokenTypeIds", batch.TokenTypeIds), ("PositionIds", batch.PositionIds) })
         {
             if (t is not null && !t.shape.SequenceEqual(ids.shape)) throw new ArgumentException($"{field} must have InputIds' shape [{string.Join(", ", ids.shape)}]; got [{string.Join(", ", t.shape)}].", nameof(batch));
@@ -130,7 +136,16 @@ public sealed class OnnxTeacher : IDistillationModel<Tensor>, IDistillationModel
         };
         NamedOnnxValue[] Slice(long start, long count, int padTo) =>
             [.. _inputs.Select(input => TokenValue(input.Name, input.Element, PadRows(sources[input.Name].narrow(0, start, count), padTo)))];
-        return Execute(ids.shape[0], _inputs[0].Shape[0], Slice, mask, request).MoveToOuterDisposeScope();
+        try
+        {
+            return Execute(ids.shape[0], _inputs[0].Shape[0], Slice, mask, request).MoveToOuterDisposeScope();
+        }
+        catch (OnnxRuntimeException e)
+        {
+            // ONNX Runtime names the node that failed, not the input that made it fail; the usual causes are the batch's.
+            throw new ArgumentException($"ONNX Runtime could not run the model on a batch of [{string.Join(", ", ids.shape)}] tokens: {e.Message.Trim()} " +
+                "A sequence longer than the model's positions (set MaxSequenceLength to check it first) or an id outside its vocabulary fails this way.", nameof(batch), e);
+        }
     }
 
     /// <summary>Feeds the model chunk by chunk and assembles, pools and places the requested outputs.</summary>

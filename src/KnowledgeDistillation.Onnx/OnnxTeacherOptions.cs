@@ -30,6 +30,13 @@ public sealed record OnnxTeacherOptions
     /// <summary>Rows per ONNX Runtime call. Null uses the model's fixed batch dimension when it has one (padding the last call), else the whole input at once.</summary>
     public int? BatchSize { get; init; }
 
+    /// <summary>
+    /// The longest token sequence the model takes (a BERT export's position count, 512 for all-MiniLM-L6-v2): a longer
+    /// <c>TokenBatch</c> is refused with the lengths named before ONNX Runtime runs, where it would fail deep inside the
+    /// graph. Null checks nothing; cut texts with <c>PretrainedTokenizer.Encode(text, maxLength)</c>.
+    /// </summary>
+    public int? MaxSequenceLength { get; init; }
+
     /// <summary>ONNX Runtime session options (threads, execution providers); null uses the defaults.</summary>
     public SessionOptions? SessionOptions { get; init; }
 }

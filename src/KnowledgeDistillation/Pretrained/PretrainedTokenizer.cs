@@ -130,14 +130,26 @@ public sealed class PretrainedTokenizer : ITokenVocabulary
             bool stripAccents = files.Flag("strip_accents", lower);
             bool cjk = files.Flag("tokenize_chinese_chars", true);
             int size = TokenizerFiles.CheckVocabTxt(Path("vocab.txt"));
+            // Hugging Face's normaliser and pre-tokenizer in place of Microsoft.ML.Tokenizers' own, which differ from them on
+            // symbols, format characters and Hangul (BertTextNormalizer says how); the WordPiece step is the library's.
             BertTokenizer bert = TokenizerFiles.Read(Path("vocab.txt"), "a WordPiece vocabulary", () => BertTokenizer.Create(Path("vocab.txt"),
-                new BertOptions { LowerCaseBeforeTokenization = lower, RemoveNonSpacingMarks = stripAccents, IndividuallyTokenizeCjk = cjk }));
+                new BertOptions
+                {
+                    LowerCaseBeforeTokenization = lower, RemoveNonSpacingMarks = stripAccents, IndividuallyTokenizeCjk = cjk, SplitOnSpecialTokens = false,
+                    Normalizer = new BertTextNormalizer(lower, stripAccents, cjk), PreTokenizer = new BertPunctuationSplitter(),
+                }));
             var special = new SpecialTokenIds
             {
                 Pad = bert.PaddingTokenId, Cls = bert.ClassificationTokenId, Sep = bert.SeparatorTokenId, Mask = bert.MaskingTokenId,
                 Unk = bert.UnknownTokenId,
             };
-            return new PretrainedTokenizer(bert, "WordPiece (vocab.txt)", size, special, text => bert.EncodeToIds(text, addSpecialTokens: false),
+            var specialTexts = new Dictionary<string, int>
+            {
+                [bert.ClassificationToken] = bert.ClassificationTokenId, [bert.SeparatorToken] = bert.SeparatorTokenId, [bert.PaddingToken] = bert.PaddingTokenId,
+                [bert.MaskingToken] = bert.MaskingTokenId, [bert.UnknownToken] = bert.UnknownTokenId,
+            };
+            return new PretrainedTokenizer(bert, "WordPiece (vocab.txt)", size, special,
+                text => SpecialTokenSplitter.Encode(text, specialTexts, part => bert.EncodeToIds(part, addSpecialTokens: false)),
                 prefix: [bert.ClassificationTokenId], suffix: [bert.SeparatorTokenId]);
         }
         if (File.Exists(Path("tokenizer.model")))

@@ -1,0 +1,96 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.ML.Tokenizers;
+
+namespace KnowledgeDistillation.Pretrained;
+
+/// <summary>
+/// Hugging Face's <c>BertNormalizer</c> (the tokenizers library's, which every BERT <c>tokenizer.json</c> names), step
+/// for step: drop NUL, U+FFFD and every "other" character (Cc, Cf, Cs, Co, Cn) except tab, newline and carriage return;
+/// turn whitespace into a space; surround CJK ideographs with spaces; strip accents (NFD, then drop Mn, and leave the
+/// text decomposed); lowercase.
+/// </summary>
+/// <remarks>
+/// Microsoft.ML.Tokenizers' own BERT normaliser drops only Cc characters (so zero-width joiners and other Cf characters
+/// stay inside words) and recomposes the text at the end (so a Hangul syllable, whose decomposition is three jamo the
+/// vocabulary holds, becomes [UNK]). Both change ids of real text; this class is what <see cref="PretrainedTokenizer"/>
+/// gives Microsoft.ML.Tokenizers instead.
+/// </remarks>
+internal sealed class BertTextNormalizer(bool lowercase, bool stripAccents, bool separateCjk) : Normalizer
+{
+    public override string Normalize(ReadOnlySpan<char> original) => Normalize(original.ToString());
+
+    public override string Normalize(string original)
+    {
+        var text = new StringBuilder(original.Length + 8);
+        foreach (Rune r in original.EnumerateRunes())
+        {
+            if (r.Value is 0 or 0xFFFD || IsControl(r)) continue;
+            if (Rune.IsWhiteSpace(r)) text.Append(' ');
+            else if (separateCjk && IsCjkIdeograph(r.Value)) text.Append(' ').Append(r.ToString()).Append(' ');
+            else text.Append(r.ToString());
+        }
+        string result = text.ToString();
+        if (stripAccents && !Ascii.IsValid(result))
+        {
+            string decomposed = result.Normalize(NormalizationForm.FormD);
+            text.Clear();
+            foreach (Rune r in decomposed.EnumerateRunes())
+            {
+                if (Rune.GetUnicodeCategory(r) != UnicodeCategory.NonSpacingMark) text.Append(r.ToString());
+            }
+            result = text.ToString();
+        }
+        return lowercase ? result.ToLowerInvariant() : result;
+    }
+
+    /// <summary>Tab, newline and carriage return count as whitespace; every other "C" category character is removed.</summary>
+    private static bool IsControl(Rune r) => r.Value is not ('\t' or '\n' or '\r') && Rune.GetUnicodeCategory(r) is
+        UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned;
+
+    /// <summary>The CJK Unified Ideographs blocks BERT's tokenizer gives one token each (Hangul, Hiragana and Katakana are not among them).</summary>
+    private static bool IsCjkIdeograph(int c) =>
+        c is (>= 0x4E00 and <= 0x9FFF) or (>= 0x3400 and <= 0x4DBF) or (>= 0x20000 and <= 0x2A6DF) or (>= 0x2A700 and <= 0x2B73F)
+            or (>= 0x2B740 and <= 0x2B81F) or (>= 0x2B820 and <= 0x2CEAF) or (>= 0xF900 and <= 0xFAFF) or (>= 0x2F800 and <= 0x2FA1F);
+}
+
+/// <summary>
+/// Hugging Face's <c>BertPreTokenizer</c>: words are split at whitespace, and every punctuation character, ASCII
+/// punctuation (which includes <c>$ + &lt; = &gt; ^ ` | ~</c>) or a Unicode P* category, is a word of its own.
+/// </summary>
+/// <remarks>
+/// Microsoft.ML.Tokenizers splits with <c>\w+|\p{P}</c>, which drops every symbol that is not Unicode punctuation
+/// (<c>$</c>, <c>€</c>, <c>©</c>, emoji: Hugging Face keeps them, most are in BERT's vocabulary) and keeps <c>_</c> inside
+/// words (Hugging Face splits at it).
+/// </remarks>
+internal sealed class BertPunctuationSplitter : PreTokenizer
+{
+    public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) => PreTokenize(text.ToString());
+
+    public override IEnumerable<(int Offset, int Length)> PreTokenize(string text)
+    {
+        var pieces = new List<(int, int)>();
+        int start = -1;
+        for (int i = 0; i < text.Length;)
+        {
+            Rune r = Rune.GetRuneAt(text, i);
+            if (Rune.IsWhiteSpace(r) || IsPunctuation(r))
+            {
+                if (start >= 0) pieces.Add((start, i - start));
+                start = -1;
+                if (!Rune.IsWhiteSpace(r)) pieces.Add((i, r.Utf16SequenceLength));
+            }
+            else if (start < 0)
+            {
+                start = i;
+            }
+            i += r.Utf16SequenceLength;
+        }
+        if (start >= 0) pieces.Add((start, text.Length - start));
+        return pieces;
+    }
+
+    private static bool IsPunctuation(Rune r) => (r.IsAscii && char.IsAsciiLetterOrDigit((char)r.Value) is false && r.Value is > 32 and < 127) || Rune.GetUnicodeCategory(r) is
+        UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation
+        or UnicodeCategory.InitialQuotePunctuation or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
+}
