@@ -24,15 +24,37 @@ internal sealed class Experiment(Options options)
     private readonly Settings _settings = options.Settings;
     private readonly SessionOptions _session = new() { IntraOpNumThreads = options.Threads, InterOpNumThreads = 1, ExecutionMode = ExecutionMode.ORT_SEQUENTIAL };
 
-    /// <summary>The two students' recipes: the learning rates chosen on the validation split (see the README).</summary>
-    public static Recipe RecipeA { get; } = new(LearningRate: 1e-4);
+    /// <summary>The two students' recipes: learning rates and loss chosen on the validation split by <c>--sweep</c> (see the README).</summary>
+    public static Recipe RecipeA { get; } = new(LearningRate: 1e-4, Loss: "cosine", Epochs: 1);
 
-    public static Recipe RecipeB { get; } = new(LearningRate: 1e-3);
+    public static Recipe RecipeB { get; } = new(LearningRate: 1e-3, Loss: "cosine", Epochs: 3);
 
-    public int Run()
+    /// <summary>The labels-only controls' learning rates, chosen on the validation split by <c>--sweep</c> as the students' are.</summary>
+    public static double LabelsOnlyRateA { get; } = 1e-4;
+
+    public static double LabelsOnlyRateB { get; } = 1e-3;
+
+    /// <summary>What <c>--sweep</c> tries, seed 1, validation scores only.</summary>
+    private static readonly (string Key, double[] Rates, double[] LabelRates)[] Grid =
+    [
+        ("A", [1e-4, 3e-4], [3e-5, 1e-4]),
+        ("B", [3e-4, 1e-3, 3e-3], [3e-4, 1e-3]),
+    ];
+
+    /// <summary>What every mode needs: the texts and splits, their ids, the teacher's cached embeddings and the imported teacher.</summary>
+    private sealed record Setup(Splits Splits, TextTable Table, string TeacherFolder, string TeacherModel, TeacherCache Cache, int[] Evaluated,
+        Dictionary<int, int> Position, Tensor Teacher, OnnxImportedModel<BertModel> Imported) : IDisposable
+    {
+        public void Dispose()
+        {
+            Cache.Dispose();
+            Imported.Model.Dispose();
+        }
+    }
+
+    private Setup Prepare()
     {
         if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 150;
-        var clock = Stopwatch.StartNew();
         torch.set_num_threads(options.Threads);
         Directory.CreateDirectory(options.Output);
 
@@ -47,10 +69,28 @@ internal sealed class Experiment(Options options)
             AnsiConsole.MarkupLine($"  {t.Name}: {t.Train.Length} labelled ({t.TrainLabels.Sum()} positive), {t.Validation.Length} validation ({t.ValidationLabels.Sum()}), {t.Test.Length} test ({t.TestLabels.Sum()}); {t.MetricName}");
         }
 
-        using TeacherCache cache = TeacherEmbeddings.Open(teacherModel, table, TeacherEmbeddings.CachePath(options.Cache, table), _session);
+        TeacherCache cache = TeacherEmbeddings.Open(teacherModel, table, TeacherEmbeddings.CachePath(options.Cache, table), _session);
         int[] evaluated = Evaluation.Rows(splits.Tasks);
         var position = evaluated.Select((row, i) => (row, i)).ToDictionary(p => p.row, p => p.i);
         Tensor teacher = cache.ReadValues(tensor(evaluated.Select(r => (long)r).ToArray()));
+
+        // The teacher as a trainable TorchSharp model, imported from the same ONNX file, checked against the cached embeddings.
+        OnnxImportedModel<BertModel> imported = OnnxImport.Bert(teacherModel);
+        CheckImport(imported.Model, table, evaluated, teacher);
+        return new Setup(splits, table, teacherFolder, teacherModel, cache, evaluated, position, teacher, imported);
+    }
+
+    private StudentKind[] Students(BertModel teacherModule) =>
+    [
+        new StudentKind("A", "student A: 3 of the teacher's 6 layers", RecipeA, LabelsOnlyRateA, seed => StudentA(teacherModule, seed), "3 teacher layers, not distilled"),
+        new StudentKind("B", "student B: fresh 2 layers × 128", RecipeB, LabelsOnlyRateB, StudentB, "random weights"),
+    ];
+
+    public int Run()
+    {
+        var clock = Stopwatch.StartNew();
+        using Setup setup = Prepare();
+        (Splits splits, TextTable table) = (setup.Splits, setup.Table);
 
         var results = new Results(_settings, splits.Tasks);
         foreach (LabelledTask task in splits.Tasks)
@@ -58,46 +98,37 @@ internal sealed class Experiment(Options options)
             (Tensor train, Tensor validation, Tensor test) = TfIdf.Features(splits.Texts, task);
             results.Add("TF-IDF + logistic regression (whole text)", "—", LinearProbe.Evaluate(task, train, validation, test, standardize: false), task);
         }
-        results.Add("all-MiniLM-L6-v2 (teacher, ONNX Runtime)", "22.7M", Evaluation.Score(splits.Tasks, teacher, position, teacher, teacher));
+        results.Add("all-MiniLM-L6-v2 (teacher, ONNX Runtime)", "22.7M", Evaluation.Score(splits.Tasks, setup.Teacher, setup.Position, setup.Teacher, setup.Teacher));
 
-        // The teacher as a trainable TorchSharp model, imported from the same ONNX file, checked against the cached embeddings.
-        OnnxImportedModel<BertModel> imported = OnnxImport.Bert(teacherModel);
-        using BertModel teacherModule = imported.Model;
-        CheckImport(teacherModule, table, evaluated, teacher);
-
-        var students = new[]
-        {
-            new StudentKind("A", "student A: 3 of the teacher's 6 layers", RecipeA, seed => StudentA(teacherModule, seed), "3 teacher layers, not distilled"),
-            new StudentKind("B", "student B: fresh 2 layers × 128", RecipeB, StudentB, "random weights"),
-        };
+        StudentKind[] students = Students(setup.Imported.Model);
         var shipped = new Dictionary<string, SentenceEncoder>();
         foreach (StudentKind kind in students)
         {
-            using (SentenceEncoder untrained = kind.Create(1)) results.Add($"{kind.Name.Split(':')[0]}, {kind.Untrained}", Parameters(untrained), Score(untrained, table, splits, evaluated, position, teacher));
+            using (SentenceEncoder untrained = kind.Create(1)) results.Add($"{kind.Name.Split(':')[0]}, {kind.Untrained}", Parameters(untrained), Score(untrained, setup));
             for (int seed = 1; seed <= _settings.Seeds; seed++)
             {
                 var watch = Stopwatch.StartNew();
                 SentenceEncoder student = kind.Create(seed);
-                Training.Distill(student, cache, table, splits.Transfer, _settings.DistillEpochs, kind.Recipe, seed, $"{kind.Key}: distil (seed {seed})");
+                Training.Distill(student, setup.Cache, table, splits.Transfer, Math.Min(kind.Recipe.Epochs, _settings.DistillEpochCap), kind.Recipe, seed, $"{kind.Key}: distil (seed {seed})");
                 double seconds = watch.Elapsed.TotalSeconds;
-                results.Add($"{kind.Name}, distilled", Parameters(student), Score(student, table, splits, evaluated, position, teacher), seconds);
+                results.Add($"{kind.Name}, distilled", Parameters(student), Score(student, setup), seconds);
                 if (seed == 1) shipped[kind.Key] = student;
                 else student.Dispose();
 
                 foreach (LabelledTask task in splits.Tasks)
                 {
                     using SentenceEncoder control = kind.Create(seed);
-                    Training.TrainOnLabels(control, table, task, _settings.LabelEpochs, kind.Recipe, seed, $"{kind.Key}: labels only, {task.Name} (seed {seed})");
-                    results.Add($"{kind.Name}, labels only", Parameters(control), Score(control, table, splits, evaluated, position, teacher, [task]), task: task);
+                    Training.TrainOnLabels(control, table, task, _settings.LabelEpochs, kind.LabelsOnlyRate, seed, $"{kind.Key}: labels only, {task.Name} (seed {seed})");
+                    results.Add($"{kind.Name}, labels only", Parameters(control), ScoreOn(control, table, task), task: task);
                 }
             }
         }
 
         var deployment = new Deployment(options.Output, _session, table, Evaluation.HeldOut(splits.Tasks), _settings.SpeedTexts);
-        deployment.Teacher(teacherModel, teacherModule);
-        foreach (StudentKind kind in students) deployment.Student(kind.Key, kind.Name, shipped[kind.Key], teacherFolder);
+        deployment.Teacher(setup.TeacherModel, setup.Imported.Model);
+        foreach (StudentKind kind in students) deployment.Student(kind.Key, kind.Name, shipped[kind.Key], setup.TeacherFolder);
 
-        string report = results.Markdown(deployment, clock.Elapsed, table, splits, imported.Report);
+        string report = results.Markdown(deployment, clock.Elapsed, table, splits, setup.Imported.Report, students.Select(k => (k.Key, k.Recipe, k.LabelsOnlyRate)));
         File.WriteAllText(Path.Combine(options.Output, "results.md"), report);
         AnsiConsole.WriteLine(report);
         results.Plot(Path.Combine(options.Output, "probe-scores.png"));
@@ -105,7 +136,72 @@ internal sealed class Experiment(Options options)
         return 0;
     }
 
-    private sealed record StudentKind(string Key, string Name, Recipe Recipe, Func<int, SentenceEncoder> Create, string Untrained);
+    /// <summary>
+    /// The choices behind <see cref="RecipeA"/>, <see cref="RecipeB"/> and the labels-only rates: each candidate trained
+    /// once (seed 1) and judged by its mean validation score over the tasks. No test score is computed or shown.
+    /// </summary>
+    public int Sweep()
+    {
+        var clock = Stopwatch.StartNew();
+        using Setup setup = Prepare();
+        var lines = new List<string>
+        {
+            $"Validation scores (mean over {string.Join(", ", setup.Splits.Tasks.Select(t => $"{t.Name} {t.MetricName}"))}), seed 1; the test split is not scored.",
+            "",
+            "| student | training | validation mean | " + string.Join(" | ", setup.Splits.Tasks.Select(t => t.Name)) + " | cosine to teacher (validation texts) |",
+            "|---|---|---:|" + string.Concat(setup.Splits.Tasks.Select(_ => "---:|")) + "---:|",
+        };
+        void Record(string student, string training, IReadOnlyDictionary<string, double> scores, double? cosine)
+        {
+            string line = $"| {student} | {training} | {100 * scores.Values.Average():F1}% | " + string.Join(" | ", setup.Splits.Tasks.Select(t => scores.TryGetValue(t.Name, out double v) ? $"{100 * v:F1}%" : "—")) +
+                $" | {(cosine is double c ? c.ToString("F3", System.Globalization.CultureInfo.InvariantCulture) : "—")} |";
+            lines.Add(line);
+            AnsiConsole.MarkupLine(Markup.Escape(line));
+        }
+        foreach (StudentKind kind in Students(setup.Imported.Model))
+        {
+            (string _, double[] rates, double[] labelRates) = Grid.Single(g => g.Key == kind.Key);
+            foreach (double rate in rates)
+            {
+                foreach (string loss in new[] { "cosine", "mse" })
+                {
+                    Recipe recipe = kind.Recipe with { LearningRate = rate, Loss = loss };
+                    using SentenceEncoder student = kind.Create(1);
+                    Training.Distill(student, setup.Cache, setup.Table, setup.Splits.Transfer, Math.Min(recipe.Epochs, _settings.DistillEpochCap), recipe, 1, $"{kind.Key}: {recipe}");
+                    (Dictionary<string, double> scores, double cosine) = ValidationScores(student, setup);
+                    Record(kind.Key, $"distilled, {recipe}", scores, cosine);
+                }
+            }
+            foreach (double rate in labelRates)
+            {
+                var scores = new Dictionary<string, double>();
+                foreach (LabelledTask task in setup.Splits.Tasks)
+                {
+                    using SentenceEncoder control = kind.Create(1);
+                    Training.TrainOnLabels(control, setup.Table, task, _settings.LabelEpochs, rate, 1, $"{kind.Key}: labels only, {task.Name}, lr {rate:G2}");
+                    scores[task.Name] = ScoreOn(control, setup.Table, task).Probes[task.Name].Validation;
+                }
+                Record(kind.Key, $"labels only, lr {rate:G2}, {_settings.LabelEpochs} epochs", scores, null);
+            }
+        }
+        lines.Add("");
+        lines.Add($"Total time {clock.Elapsed.TotalMinutes:F1} min.");
+        File.WriteAllLines(Path.Combine(options.Output, "sweep.md"), lines);
+        return 0;
+    }
+
+    /// <summary>The probe's validation score per task, and the mean cosine to the teacher over the validation texts.</summary>
+    private static (Dictionary<string, double> Scores, double Cosine) ValidationScores(SentenceEncoder student, Setup setup)
+    {
+        Scores scores = Score(student, setup);
+        int[] validation = [.. setup.Splits.Tasks.SelectMany(t => t.Validation).Distinct().Order()];
+        (_, Tensor projected) = Embed(student, setup.Table, validation);
+        using Tensor teacher = setup.Teacher.index_select(0, tensor(validation.Select(r => (long)setup.Position[r]).ToArray()));
+        double cosine = nn.functional.cosine_similarity(projected, teacher, dim: 1).mean().item<float>();
+        return (scores.Probes.ToDictionary(p => p.Key, p => p.Value.Validation), cosine);
+    }
+
+    private sealed record StudentKind(string Key, string Name, Recipe Recipe, double LabelsOnlyRate, Func<int, SentenceEncoder> Create, string Untrained);
 
     /// <summary>Student A, the DistilBERT recipe: every other teacher layer (0, 2, 4), embeddings and norms copied, no pooler.</summary>
     private static SentenceEncoder StudentA(BertModel teacher, int seed)
@@ -128,10 +224,19 @@ internal sealed class Experiment(Options options)
 
     private static string Parameters(SentenceEncoder student) => $"{ModelSize.Of(student.Encoder).Parameters / 1e6:F1}M";
 
-    private Scores Score(SentenceEncoder student, TextTable table, Splits splits, int[] rows, IReadOnlyDictionary<int, int> position, Tensor teacher, IReadOnlyList<LabelledTask>? only = null)
+    /// <summary>Every task's probe on the student's own embedding, and its agreement with the teacher (through the projection when narrower).</summary>
+    private static Scores Score(SentenceEncoder student, Setup setup)
     {
-        (Tensor pooled, Tensor projected) = Embed(student, table, rows);
-        return Evaluation.Score(splits.Tasks, pooled, position, projected, teacher, only: only);
+        (Tensor pooled, Tensor projected) = Embed(student, setup.Table, setup.Evaluated);
+        return Evaluation.Score(setup.Splits.Tasks, pooled, setup.Position, projected, setup.Teacher);
+    }
+
+    /// <summary>One task's probe on a labels-only control, embedding only that task's texts.</summary>
+    private static Scores ScoreOn(SentenceEncoder control, TextTable table, LabelledTask task)
+    {
+        int[] rows = Evaluation.Rows([task]);
+        (Tensor pooled, _) = Embed(control, table, rows);
+        return Evaluation.Score([task], pooled, rows.Select((r, i) => (r, i)).ToDictionary(p => p.r, p => p.i));
     }
 
     /// <summary>The student's own pooled embedding and its embedding in the teacher's space, in evaluation mode.</summary>

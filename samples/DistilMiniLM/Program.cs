@@ -13,10 +13,11 @@ var reutersOption = new Option<string>("--reuters") { Description = "Folder with
 var outputOption = new Option<string>("--output") { Description = "Folder for the table, the plot and the exported students.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "distil-minilm") };
 var cacheOption = new Option<string>("--cache") { Description = "Folder for the unpacked teacher and its cached embeddings (reused by later runs).", DefaultValueFactory = _ => Path.Combine("artifacts", "cache", "distil-minilm") };
 var quickOption = new Option<bool>("--quick") { Description = "A short run on a few hundred texts, one seed (under three minutes)." };
+var sweepOption = new Option<bool>("--sweep") { Description = "Try the learning rates and losses of both students and their labels-only controls (seed 1) and write their validation scores to sweep.md; no test score is computed." };
 var threadsOption = new Option<int>("--threads") { Description = "Threads for ONNX Runtime and TorchSharp.", DefaultValueFactory = _ => Environment.ProcessorCount };
 var root = new RootCommand("Distil all-MiniLM-L6-v2 (ONNX, from NuGet) into two smaller BERT students on real text, and judge them on real labels.")
 {
-    dataOption, reutersOption, outputOption, cacheOption, quickOption, threadsOption,
+    dataOption, reutersOption, outputOption, cacheOption, quickOption, sweepOption, threadsOption,
 };
 root.SetAction(parse =>
 {
@@ -24,7 +25,8 @@ root.SetAction(parse =>
     {
         var options = new Options(parse.GetValue(dataOption)!, parse.GetValue(reutersOption)!, parse.GetValue(outputOption)!, parse.GetValue(cacheOption)!,
             parse.GetValue(quickOption) ? Settings.Quick : Settings.Full, parse.GetValue(threadsOption));
-        return new Experiment(options).Run();
+        var experiment = new Experiment(options);
+        return parse.GetValue(sweepOption) ? experiment.Sweep() : experiment.Run();
     }
     catch (Exception e) when (e is IOException or InvalidDataException or FormatException or ArgumentException or OnnxRuntimeException or HttpRequestException)
     {

@@ -68,7 +68,7 @@ internal sealed class Results(Settings settings, IReadOnlyList<LabelledTask> tas
 
     private static string Pct(double v) => (100 * v).ToString("F1", CultureInfo.InvariantCulture) + "%";
 
-    public string Markdown(Deployment deployment, TimeSpan elapsed, TextTable table, Splits splits, WeightLoadReport import)
+    public string Markdown(Deployment deployment, TimeSpan elapsed, TextTable table, Splits splits, WeightLoadReport import, IEnumerable<(string Key, Recipe Recipe, double LabelsOnlyRate)> recipes)
     {
         var s = new StringBuilder();
         s.AppendLine(CultureInfo.InvariantCulture, $"{splits.Description}; texts cut to {table.MaxTokens} tokens ({table.Truncated:N0} were longer). " +
@@ -92,6 +92,9 @@ internal sealed class Results(Settings settings, IReadOnlyList<LabelledTask> tas
         s.AppendLine("| model |" + string.Concat(tasks.Select(t => $" {t.Name} |")));
         s.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---:|")));
         foreach (Row r in _rows) s.AppendLine($"| {r.Name} |" + string.Concat(tasks.Select(t => $" {Mean(r.Balanced.GetValueOrDefault(t.Name), Pct)} |")));
+        s.AppendLine();
+        s.AppendLine("Training, chosen on validation by `--sweep`: " + string.Join("; ", recipes.Select(r =>
+            $"student {r.Key} distilled with {r.Recipe} (batch {r.Recipe.BatchSize}), its labels-only controls lr {r.LabelsOnlyRate:G2} for {settings.LabelEpochs} epochs")) + ".");
         s.AppendLine();
         s.AppendLine("Probe choices made on validation (L2 penalty, class weighting): " + string.Join("; ", _rows.Take(3).Select(r =>
             $"{r.Name}: " + string.Join(", ", r.Choices.Select(c => $"{c.Key} {string.Join("/", c.Value.Distinct())}")))));

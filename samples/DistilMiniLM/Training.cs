@@ -8,8 +8,14 @@ using static TorchSharp.torch;
 
 namespace DistilMiniLM;
 
-/// <summary>How a student is trained: its learning rate and batch (chosen on the validation split; see the README).</summary>
-internal sealed record Recipe(double LearningRate, int BatchSize = 32, string Loss = "cosine");
+/// <summary>
+/// How a student is distilled: learning rate and loss (chosen on the validation split by <c>--sweep</c>; see the
+/// README), passes over the transfer set (set by the time budget), batch size.
+/// </summary>
+internal sealed record Recipe(double LearningRate, string Loss, int Epochs, int BatchSize = 32)
+{
+    public override string ToString() => $"lr {LearningRate:G2}, {Loss}, {Epochs} epoch(s)";
+}
 
 /// <summary>The two trainings of the experiment, both through the library's <see cref="DistillationTrainer{TInput}"/>.</summary>
 internal static class Training
@@ -28,20 +34,20 @@ internal static class Training
                 : cosine.forward(context.Student.Logits, context.Teacher.Logits))
             .Build();
         var teacher = new CachedTeacher<TokenBatch>(cache, batch => batch.ExampleIndices!);
-        Train(name, [teacher], student, objective, table, transfer, labels: null, epochs, recipe, seed);
+        Train(name, [teacher], student, objective, table, transfer, labels: null, epochs, recipe.LearningRate, recipe.BatchSize, seed);
     }
 
     /// <summary>The labels-only control: the encoder with a linear classifier, cross-entropy on the task's label budget.</summary>
-    public static void TrainOnLabels(SentenceEncoder student, TextTable table, LabelledTask task, int epochs, Recipe recipe, int seed, string name)
+    public static void TrainOnLabels(SentenceEncoder student, TextTable table, LabelledTask task, int epochs, double learningRate, int seed, string name)
     {
         manual_seed(7000 + seed);
         // Not disposed here: disposing the classifier would dispose the student it wraps.
         var classifier = new SentenceClassifier(student, 2);
-        Train(name, [], classifier, DistillationObjective.Create().HardTargets(1.0).Build(), table, task.Train, task.TrainLabels, epochs, recipe, seed);
+        Train(name, [], classifier, DistillationObjective.Create().HardTargets(1.0).Build(), table, task.Train, task.TrainLabels, epochs, learningRate, 32, seed);
     }
 
     private static void Train(string name, IReadOnlyList<IDistillationModel<TokenBatch>> teachers, nn.Module<TokenBatch, Tensor> model, DistillationObjective objective,
-        TextTable table, int[] rows, int[]? labels, int epochs, Recipe recipe, int seed)
+        TextTable table, int[] rows, int[]? labels, int epochs, double learningRate, int batchSize, int seed)
     {
         Dictionary<int, int>? labelOf = labels is null ? null : rows.Zip(labels).ToDictionary(p => p.First, p => p.Second);
         IEnumerable<DistillationBatch<TokenBatch>> Epoch(int epoch)
@@ -49,7 +55,7 @@ internal static class Training
             // Shuffled, then sorted by length within windows of 50 batches: little padding, batches still random.
             var random = new Random(seed * 1000 + epoch);
             int[] order = [.. rows.OrderBy(_ => random.Next())];
-            var batches = order.Chunk(recipe.BatchSize * 50).SelectMany(window => table.ByLength(window, recipe.BatchSize)).OrderBy(_ => random.Next()).ToList();
+            var batches = order.Chunk(batchSize * 50).SelectMany(window => table.ByLength(window, batchSize)).OrderBy(_ => random.Next()).ToList();
             foreach (int[] batch in batches)
             {
                 Tensor? y = labelOf is null ? null : tensor(batch.Select(i => (long)labelOf[i]).ToArray());
@@ -58,12 +64,12 @@ internal static class Training
         }
         var options = new DistillationTrainerOptions
         {
-            Epochs = epochs, LearningRate = recipe.LearningRate, Decay = LearningRateDecay.Linear, WarmupSteps = Math.Max(1, rows.Length / recipe.BatchSize / 10),
+            Epochs = epochs, LearningRate = learningRate, Decay = LearningRateDecay.Linear, WarmupSteps = Math.Max(1, rows.Length / batchSize / 10),
             WeightDecay = 0.01, MaxGradientNorm = 1.0, Device = "cpu", Seed = seed, LoggingInterval = 50,
         };
         IModuleModel<TokenBatch> student = DistillationModel.FromDelegate<nn.Module<TokenBatch, Tensor>, TokenBatch>(model, (m, b, _) => new ModelOutput(m.call(b)));
         using var trainer = new DistillationTrainer<TokenBatch>(teachers, student, objective, options);
-        long steps = epochs * (long)Math.Ceiling(rows.Length / (double)recipe.BatchSize);
+        long steps = epochs * (long)Math.Ceiling(rows.Length / (double)batchSize);
         TrainingProgressBar.Show(name, steps, progress => trainer.Train(Epoch, progress: progress));
     }
 }
