@@ -38,7 +38,7 @@ internal sealed class Experiment(Options options)
     private static readonly (string Key, double[] Rates, double[] LabelRates)[] Grid =
     [
         ("A", [1e-4, 3e-4], [3e-5, 1e-4]),
-        ("B", [3e-4, 1e-3, 3e-3], [3e-4, 1e-3]),
+        ("B", [1e-3, 3e-3], [1e-3, 3e-3]),
     ];
 
     /// <summary>What every mode needs: the texts and splits, their ids, the teacher's cached embeddings and the imported teacher.</summary>

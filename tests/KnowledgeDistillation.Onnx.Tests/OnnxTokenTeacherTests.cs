@@ -131,6 +131,32 @@ public class OnnxTokenTeacherTests(RealTextEncoders encoders) : IClassFixture<Re
     }
 
     [Fact]
+    public void The_librarys_Llama_export_is_a_teacher_with_its_logits_and_every_layers_hidden_state()
+    {
+        manual_seed(23);
+        using var model = new LlamaModel(new LlamaConfig { VocabSize = 40, ContextLength = 16, Width = 32, Heads = 4, KeyValueHeads = 2, Layers = 2, FeedForwardWidth = 64 });
+        model.eval();
+        string path = Path.Combine(Path.GetTempPath(), $"kd-llama-teacher-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            OnnxExport.Export(model, path, hiddenStates: true);
+            using var teacher = new OnnxTeacher(path, new OnnxTeacherOptions { LogitsOutput = "logits", HiddenStateOutputs = ["hidden.0", "hidden.1", "hidden.2"] });
+            teacher.InputNames.Should().Equal("input_ids");
+            using var scope = NewDisposeScope();
+            Tensor ids = randint(0, 40, [2, 9], dtype: ScalarType.Int64);
+            using ModelOutput served = teacher.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
+            using ModelOutput expected = model.Run(new TokenBatch(ids), new OutputRequest(HiddenStates: true));
+            (served.Logits - expected.Logits).abs().max().item<float>().Should().BeLessThan(1e-4f);
+            served.HiddenStates!.Count.Should().Be(3);
+            for (int i = 0; i < 3; i++) (served.HiddenStates[i] - expected.HiddenStates![i]).abs().max().item<float>().Should().BeLessThan(1e-4f, $"hidden state {i}");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void Feeding_the_wrong_kind_of_input_or_a_misshapen_batch_is_refused()
     {
         using var teacher = new OnnxTeacher(Path.Combine(encoders.MiniLM, "model.onnx"));
