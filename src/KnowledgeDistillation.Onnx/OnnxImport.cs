@@ -54,4 +54,13 @@ public static class OnnxImport
         string? tokenizer = VocabularyCheck.Folder(options?.TokenizerFolder, modelPath: null);
         return BertGraphImporter.Import(OnnxGraphReader.Open(stream, source), options ?? new OnnxBertImportOptions(), tokenizer);
     }
+
+    /// <summary>
+    /// Reads back a <see cref="GptModel"/> exported by <see cref="OnnxExport.Export(GptModel, string, bool, OnnxExportOptions?)"/>
+    /// (a student shipped as ONNX, to train further or to save as a Hugging Face folder): configuration from the graph,
+    /// every parameter from its initializer, the model equal to the exported one.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
+    /// <exception cref="InvalidDataException">The file is not ONNX, or not a GptModel export of this library, or a parameter is missing or misshapen (the message names it).</exception>
+    public static OnnxImportedModel<GptModel> Gpt(string path) => GptGraphImporter.Import(OnnxGraphReader.Open(path));
 }
