@@ -116,12 +116,17 @@ internal sealed class Results(Settings settings, IReadOnlyList<LabelledTask> tas
         {
             Row? distilled = _rows.FirstOrDefault(r => r.Name.StartsWith(key, StringComparison.Ordinal) && r.Name.EndsWith("distilled", StringComparison.Ordinal));
             Row? labels = _rows.FirstOrDefault(r => r.Name.StartsWith(key, StringComparison.Ordinal) && r.Name.EndsWith("labels only", StringComparison.Ordinal));
+            Row? tuned = _rows.FirstOrDefault(r => r.Name.StartsWith(key, StringComparison.Ordinal) && r.Name.EndsWith("distilled, then labels", StringComparison.Ordinal));
             if (distilled is null) continue;
             var parts = new List<string>();
             foreach (LabelledTask t in tasks)
             {
                 double kept = distilled.Scores[t.Name].Average() / Math.Max(1e-9, teacher.Scores[t.Name].Average());
                 string control = labels?.Scores.GetValueOrDefault(t.Name) is { } c ? (distilled.Scores[t.Name].Average() > c.Average() ? "beats" : "does not beat") + " its labels-only control" : "";
+                if (labels?.Scores.GetValueOrDefault(t.Name) is { } c2 && tuned?.Scores.GetValueOrDefault(t.Name) is { } f)
+                {
+                    control += $"; distilled then fine-tuned {(f.Average() > c2.Average() ? "beats" : "does not beat")} it ({100 * f.Average():F1}% vs {100 * c2.Average():F1}%)";
+                }
                 parts.Add($"{t.Name} {100 * kept:F1}% of the teacher ({(kept >= share ? "meets" : "misses")} ≥ {100 * share:F0}%), {control}");
             }
             (double batch1, double batch32) = deployment.SpeedUp(key);
