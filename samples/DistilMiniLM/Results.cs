@@ -114,9 +114,9 @@ internal sealed class Results(Settings settings, IReadOnlyList<LabelledTask> tas
         var s = new StringBuilder("Aims (share of the teacher's probe score per task; speed at batch 32 and at batch 1):\n\n");
         foreach ((string key, double share, double speed) in new[] { ("student A", 0.97, 1.8), ("student B", 0.92, 8.0) })
         {
-            Row? distilled = _rows.FirstOrDefault(r => r.Name.StartsWith(key, StringComparison.Ordinal) && r.Name.EndsWith("distilled", StringComparison.Ordinal));
-            Row? labels = _rows.FirstOrDefault(r => r.Name.StartsWith(key, StringComparison.Ordinal) && r.Name.EndsWith("labels only", StringComparison.Ordinal));
-            Row? tuned = _rows.FirstOrDefault(r => r.Name.StartsWith(key, StringComparison.Ordinal) && r.Name.EndsWith("distilled, then labels", StringComparison.Ordinal));
+            // By the arm's exact suffix: the untrained row ("…, not distilled") must not be taken for the distilled one.
+            Row? Arm(string suffix) => _rows.FirstOrDefault(r => r.Name.StartsWith(key + ":", StringComparison.Ordinal) && r.Name.EndsWith(suffix, StringComparison.Ordinal));
+            Row? distilled = Arm(", distilled"), labels = Arm(", labels only"), tuned = Arm(", distilled, then labels");
             if (distilled is null) continue;
             var parts = new List<string>();
             foreach (LabelledTask t in tasks)
