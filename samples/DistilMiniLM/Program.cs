@@ -14,7 +14,7 @@ var outputOption = new Option<string>("--output") { Description = "Folder for th
 var cacheOption = new Option<string>("--cache") { Description = "Folder for the unpacked teacher and its cached embeddings (reused by later runs).", DefaultValueFactory = _ => Path.Combine("artifacts", "cache", "distil-minilm") };
 var quickOption = new Option<bool>("--quick") { Description = "A short run on a few hundred texts, one seed (under three minutes)." };
 var sweepOption = new Option<bool>("--sweep") { Description = "Try the learning rates and losses of both students and their labels-only controls (seed 1) and write their validation scores to sweep.md; test scores are neither shown nor used." };
-var fineTuneOption = new Option<bool>("--fine-tune-distilled") { Description = "Also fine-tune each distilled student on each task's labels exactly as its labels-only control is trained (DistilBERT's second phase); about 40% longer." };
+var fineTuneOption = new Option<bool>("--fine-tune-distilled") { Description = "Also fine-tune each distilled student on each task's labels exactly as its labels-only control is trained (DistilBERT's second phase); about a quarter longer." };
 var threadsOption = new Option<int>("--threads") { Description = "Threads for ONNX Runtime and TorchSharp.", DefaultValueFactory = _ => Environment.ProcessorCount };
 var root = new RootCommand("Distil all-MiniLM-L6-v2 (ONNX, from NuGet) into two smaller BERT students on real text, and judge them on real labels.")
 {
