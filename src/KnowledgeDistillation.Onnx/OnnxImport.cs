@@ -63,4 +63,13 @@ public static class OnnxImport
     /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
     /// <exception cref="InvalidDataException">The file is not ONNX, or not a GptModel export of this library, or a parameter is missing or misshapen (the message names it).</exception>
     public static OnnxImportedModel<GptModel> Gpt(string path) => GptGraphImporter.Import(OnnxGraphReader.Open(path));
+
+    /// <summary>
+    /// Reads back a <see cref="LlamaModel"/> (Llama, Qwen2 or Mistral layout) exported by
+    /// <see cref="OnnxExport.Export(LlamaModel, string, bool, OnnxExportOptions?)"/>: configuration from the graph (the family
+    /// inferred from biases and window, and said so in the notes), every parameter from its initializer.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">No file at <paramref name="path"/>.</exception>
+    /// <exception cref="InvalidDataException">The file is not ONNX, or not a LlamaModel export of this library, or a parameter is missing or misshapen (the message names it).</exception>
+    public static OnnxImportedModel<LlamaModel> Llama(string path) => LlamaGraphImporter.Import(OnnxGraphReader.Open(path));
 }

@@ -4,11 +4,12 @@ using static TorchSharp.torch;
 namespace KnowledgeDistillation.Onnx.Tests;
 
 /// <summary>
-/// <see cref="OnnxImport.Gpt"/> reads back the library's own GPT exports: the configuration from the graph and every
+/// <see cref="OnnxImport.Gpt"/> and <see cref="OnnxImport.Llama"/> read back the library's own decoder exports: the configuration from the graph and every
 /// parameter, so the imported model computes what the exported one did (checked on logits, not on the code's own
-/// bookkeeping), for tied and untied heads, exact and tanh GELU, pre- and post-norm.
+/// bookkeeping): tied and untied heads, GELU forms, pre- and post-norm; grouped-query attention, sliding windows,
+/// q/k/v biases and rotary bases.
 /// </summary>
-public class GptImportTests(RealTextEncoders encoders) : IClassFixture<RealTextEncoders>
+public class DecoderImportTests(RealTextEncoders encoders) : IClassFixture<RealTextEncoders>
 {
     public static TheoryData<bool, FeedForwardActivation, NormPlacement> Variants => new()
     {
@@ -45,6 +46,48 @@ public class GptImportTests(RealTextEncoders encoders) : IClassFixture<RealTextE
             Tensor ids = randint(0, 41, [3, 12], dtype: ScalarType.Int64);
             using var noGrad = no_grad();
             (model.call(ids) - original.call(ids)).abs().max().item<float>().Should().Be(0f, "the same weights in the same modules give the same numbers");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    public static TheoryData<int, int?, bool, bool, double> LlamaVariants => new()
+    {
+        // key/value heads, sliding window, q/k/v bias (Qwen2), tied head, rotary base
+        { 2, null, false, false, 10_000 },
+        { 4, null, true, true, 1_000_000 },
+        { 1, 5, false, false, 500 },
+    };
+
+    [Theory]
+    [MemberData(nameof(LlamaVariants))]
+    public void An_exported_LlamaModel_comes_back_with_its_configuration_and_computes_the_same_logits(int keyValueHeads, int? window, bool qkvBias, bool tied, double theta)
+    {
+        manual_seed(32);
+        using var original = new LlamaModel(new LlamaConfig
+        {
+            VocabSize = 43, ContextLength = 16, Width = 32, Heads = 4, KeyValueHeads = keyValueHeads, HeadWidth = 12, Layers = 2, FeedForwardWidth = 48,
+            SlidingWindow = window, QueryKeyValueBias = qkvBias, TieEmbeddings = tied, RopeTheta = theta, LayerNormEpsilon = 1e-5,
+        });
+        original.eval();
+        string path = Path.Combine(Path.GetTempPath(), $"kd-llama-import-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            OnnxExport.Export(original, path);
+            OnnxImportedModel<LlamaModel> imported = OnnxImport.Llama(path);
+            using LlamaModel model = imported.Model;
+            LlamaConfig c = model.Config;
+            (c.VocabSize, c.ContextLength, c.Width, c.Heads, c.KeyValueHeads, c.HeadWidth, c.Layers, c.FeedForwardWidth).Should().Be((43, 16, 32, 4, keyValueHeads, 12, 2, 48));
+            (c.SlidingWindow, c.QueryKeyValueBias, c.TieEmbeddings, c.RopeTheta, c.LayerNormEpsilon).Should().Be((window, qkvBias, tied, theta, 1e-5));
+            imported.Report.Unused.Should().BeEmpty();
+            imported.Report.Loaded.Should().BeEquivalentTo(original.state_dict().Keys);
+
+            using var scope = NewDisposeScope();
+            Tensor ids = randint(0, 43, [2, 16], dtype: ScalarType.Int64);
+            using var noGrad = no_grad();
+            (model.call(ids) - original.call(ids)).abs().max().item<float>().Should().Be(0f, "the same weights and configuration give the same numbers");
         }
         finally
         {
