@@ -83,8 +83,8 @@ internal static class LlamaGraphImporter
             notes.Add("The rotary tables are too small to read the base from; 10000 was assumed.");
             return 10_000;
         }
-        using Tensor cos = graph.FloatTensor(Cos);
-        using Tensor sin = graph.FloatTensor("rope_sin_full");
+        using var scope = NewDisposeScope();
+        Tensor cos = graph.FloatTensor(Cos), sin = graph.FloatTensor("rope_sin_full");
         // The lowest frequency: its angle's float32 error is amplified least (by d / 2k ≈ 1) on the way back to θ.
         int k = headWidth / 2 - 1;
         double angle = Math.Atan2(sin[1, k].item<float>(), cos[1, k].item<float>());
@@ -92,7 +92,6 @@ internal static class LlamaGraphImporter
         theta = double.Parse(theta.ToString("G6", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
         // The exporter's (and RotaryEmbedding's) float32 computation, compared with the stored table.
-        using var scope = NewDisposeScope();
         Tensor exponents = arange(0, headWidth, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div(headWidth);
         Tensor inverse = full_like(exponents, theta).pow(exponents).reciprocal();
         Tensor angles = arange(context, dtype: ScalarType.Int64).to(ScalarType.Float32).unsqueeze(-1) * inverse;

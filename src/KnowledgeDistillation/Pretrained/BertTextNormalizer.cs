@@ -27,8 +27,16 @@ internal sealed class BertTextNormalizer(bool lowercase, bool stripAccents, bool
         {
             if (r.Value is 0 or 0xFFFD || IsControl(r)) continue;
             if (Rune.IsWhiteSpace(r)) text.Append(' ');
-            else if (separateCjk && IsCjkIdeograph(r.Value)) text.Append(' ').Append(r.ToString()).Append(' ');
-            else text.Append(r.ToString());
+            else if (separateCjk && IsCjkIdeograph(r.Value))
+            {
+                text.Append(' ');
+                Append(text, r);
+                text.Append(' ');
+            }
+            else
+            {
+                Append(text, r);
+            }
         }
         string result = text.ToString();
         if (stripAccents && !Ascii.IsValid(result))
@@ -37,11 +45,18 @@ internal sealed class BertTextNormalizer(bool lowercase, bool stripAccents, bool
             text.Clear();
             foreach (Rune r in decomposed.EnumerateRunes())
             {
-                if (Rune.GetUnicodeCategory(r) != UnicodeCategory.NonSpacingMark) text.Append(r.ToString());
+                if (Rune.GetUnicodeCategory(r) != UnicodeCategory.NonSpacingMark) Append(text, r);
             }
             result = text.ToString();
         }
         return lowercase ? result.ToLowerInvariant() : result;
+    }
+
+    /// <summary>Appends one rune without a string per rune: this runs over every text the tokenizer sees.</summary>
+    private static void Append(StringBuilder text, Rune r)
+    {
+        Span<char> units = stackalloc char[2];
+        text.Append(units[..r.EncodeToUtf16(units)]);
     }
 
     /// <summary>Tab, newline and carriage return count as whitespace; every other "C" category character is removed.</summary>
