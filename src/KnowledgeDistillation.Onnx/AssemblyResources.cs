@@ -49,7 +49,9 @@ public static class AssemblyResources
         if (File.Exists(destination) && new FileInfo(destination).Length == length) return destination;
         string? folder = Path.GetDirectoryName(Path.GetFullPath(destination));
         if (folder is not null) Directory.CreateDirectory(folder);
-        string temporary = destination + ".partial";
+        // A name of its own per writer: two extractions of the same resource at once (parallel test classes, two
+        // processes) each write a whole file and rename it into place; the last rename wins, and no reader sees a part.
+        string temporary = $"{destination}.{Guid.NewGuid():N}.partial";
         File.WriteAllBytes(temporary, reader.ReadBytes(length));
         File.Move(temporary, destination, overwrite: true);
         return destination;

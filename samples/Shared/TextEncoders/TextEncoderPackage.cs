@@ -38,7 +38,10 @@ internal sealed record TextEncoderPackage(string PackageId, string ModelName, st
             ["tokenizer_class"] = "BertTokenizer", ["do_lower_case"] = true, ["strip_accents"] = null, ["tokenize_chinese_chars"] = true,
             ["model_max_length"] = 512, ["cls_token"] = "[CLS]", ["sep_token"] = "[SEP]", ["pad_token"] = "[PAD]", ["mask_token"] = "[MASK]", ["unk_token"] = "[UNK]",
         };
-        File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), config.ToJsonString(new() { WriteIndented = true }));
+        // Written beside and renamed into place, as the resources are: unpacking may run in several places at once.
+        string target = Path.Combine(folder, "tokenizer_config.json"), temporary = $"{target}.{Guid.NewGuid():N}.partial";
+        File.WriteAllText(temporary, config.ToJsonString(new() { WriteIndented = true }));
+        File.Move(temporary, target, overwrite: true);
         return folder;
     }
 }
