@@ -6,7 +6,8 @@ namespace KnowledgeDistillation.Pretrained;
 
 /// <summary>
 /// Hugging Face's <c>BertNormalizer</c> (the tokenizers library's, which every BERT <c>tokenizer.json</c> names), step
-/// for step: drop NUL, U+FFFD and every "other" character (Cc, Cf, Cs, Co, Cn) except tab, newline and carriage return;
+/// for step: drop NUL, U+FFFD and every "other" character (Cc, Cf, Cs, Co) except tab, newline and carriage return
+/// (unassigned code points, Cn, stay: the Rust library's category tables do not list them);
 /// turn whitespace into a space; surround CJK ideographs with spaces; strip accents (NFD, then drop Mn, and leave the
 /// text decomposed); lowercase.
 /// </summary>
@@ -59,9 +60,9 @@ internal sealed class BertTextNormalizer(bool lowercase, bool stripAccents, bool
         text.Append(units[..r.EncodeToUtf16(units)]);
     }
 
-    /// <summary>Tab, newline and carriage return count as whitespace; every other "C" category character is removed.</summary>
+    /// <summary>Tab, newline and carriage return count as whitespace; every other control, format, surrogate or private-use character is removed (unassigned ones, U+FFFF among them, are kept, as in the Rust library).</summary>
     private static bool IsControl(Rune r) => r.Value is not ('\t' or '\n' or '\r') && Rune.GetUnicodeCategory(r) is
-        UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse or UnicodeCategory.OtherNotAssigned;
+        UnicodeCategory.Control or UnicodeCategory.Format or UnicodeCategory.Surrogate or UnicodeCategory.PrivateUse;
 
     /// <summary>The CJK Unified Ideographs blocks BERT's tokenizer gives one token each (Hangul, Hiragana and Katakana are not among them).</summary>
     private static bool IsCjkIdeograph(int c) =>

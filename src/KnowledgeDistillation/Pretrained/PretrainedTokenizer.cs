@@ -35,7 +35,8 @@ public sealed record SpecialTokenIds
 }
 
 /// <summary>
-/// A tokenizer of a pretrained folder, through <c>Microsoft.ML.Tokenizers</c>: WordPiece (<c>vocab.txt</c>, BERT),
+/// A tokenizer of a pretrained folder: Hugging Face's <c>tokenizer.json</c> (read by <see cref="HuggingFaceTokenizer"/>,
+/// and preferred when present, as transformers' fast tokenizers are), else, through <c>Microsoft.ML.Tokenizers</c>: WordPiece (<c>vocab.txt</c>, BERT),
 /// GPT-2's byte-level BPE (<c>vocab.json</c> + <c>merges.txt</c>) and SentencePiece BPE (<c>tokenizer.model</c>, Llama
 /// and Mistral). Special tokens and options come from <c>tokenizer_config.json</c>, <c>special_tokens_map.json</c>
 /// and <c>config.json</c>. Any other <c>Microsoft.ML.Tokenizers</c> tokenizer can be wrapped with
@@ -117,11 +118,12 @@ public sealed class PretrainedTokenizer : ITokenVocabulary
         string? tokenizerClass = files.Text("tokenizer_class");
         string Path(string name) => System.IO.Path.Combine(folder, name);
 
+        if (File.Exists(Path("tokenizer.json"))) return FromTokenizerJson(Path("tokenizer.json"), files, tokenizerClass);
         if (tokenizerClass is not null && (tokenizerClass.StartsWith("Qwen2", StringComparison.Ordinal) || tokenizerClass.StartsWith("PreTrainedTokenizerFast", StringComparison.Ordinal)))
         {
             throw new NotSupportedException(
-                $"{folder}: tokenizer_class {tokenizerClass} is not supported: Microsoft.ML.Tokenizers 2.0 has no reader for tokenizer.json and no pre-tokenizer that reproduces its ids exactly. " +
-                "Tokenize with the model's own tokenizer and pass the ids as TokenBatch, or wrap a Microsoft.ML.Tokenizers tokenizer that matches it with PretrainedTokenizer.FromTokenizer.");
+                $"{folder}: tokenizer_class {tokenizerClass} keeps its tokenizer in tokenizer.json, which this folder lacks; its vocab.json and merges.txt alone do not say its pre-tokenizer. " +
+                "Add the model's tokenizer.json to the folder, or tokenize with the model's own tokenizer and pass the ids as TokenBatch.");
         }
         if (File.Exists(Path("vocab.txt")))
         {
@@ -196,9 +198,37 @@ public sealed class PretrainedTokenizer : ITokenVocabulary
         string[] present = Directory.GetFiles(folder).Select(System.IO.Path.GetFileName).Where(n => n!.Contains("token", StringComparison.OrdinalIgnoreCase) || n.StartsWith("vocab", StringComparison.Ordinal) || n == "merges.txt").ToArray()!;
         if (present.Length > 0)
         {
-            throw new NotSupportedException($"{folder}: found {string.Join(", ", present)}, but none of the supported tokenizer layouts: vocab.txt (WordPiece), tokenizer.model (SentencePiece), vocab.json + merges.txt (byte-level BPE). A tokenizer.json alone cannot be read by Microsoft.ML.Tokenizers 2.0.");
+            throw new NotSupportedException($"{folder}: found {string.Join(", ", present)}, but none of the supported tokenizer layouts: tokenizer.json, vocab.txt (WordPiece), tokenizer.model (SentencePiece), vocab.json + merges.txt (byte-level BPE).");
         }
-        throw new FileNotFoundException($"{folder} holds no tokenizer files (vocab.txt, tokenizer.model, or vocab.json + merges.txt).", folder);
+        throw new FileNotFoundException($"{folder} holds no tokenizer files (tokenizer.json, vocab.txt, tokenizer.model, or vocab.json + merges.txt).", folder);
+    }
+
+    /// <summary>
+    /// A folder's tokenizer.json, with the special tokens its configuration names. As Hugging Face's Llama and Gemma
+    /// tokenizer classes do, their <c>add_bos_token</c> / <c>add_eos_token</c> settings replace the file's post-processor
+    /// (DeepSeek-V3's file adds no BOS; its configuration asks for one, and transformers adds it).
+    /// </summary>
+    private static PretrainedTokenizer FromTokenizerJson(string path, TokenizerSettings files, string? tokenizerClass)
+    {
+        HuggingFaceTokenizer tokenizer = HuggingFaceTokenizer.Load(path);
+        JsonObject settings = files.Values;
+        int? Id(string field) => Lookup(settings, field, tokenizer.TokenToId);
+        var special = new SpecialTokenIds
+        {
+            Bos = Id("bos_token"), Eos = Id("eos_token"), Unk = Id("unk_token"), Pad = Id("pad_token"), Mask = Id("mask_token"), Cls = Id("cls_token"), Sep = Id("sep_token"),
+        };
+        IReadOnlyList<int> prefix = tokenizer.Prefix, suffix = tokenizer.Suffix;
+        bool rewritesPostProcessor = tokenizerClass is not null && (tokenizerClass.StartsWith("Llama", StringComparison.Ordinal) || tokenizerClass.StartsWith("CodeLlama", StringComparison.Ordinal) || tokenizerClass.StartsWith("Gemma", StringComparison.Ordinal));
+        if (rewritesPostProcessor && (settings["add_bos_token"] is not null || settings["add_eos_token"] is not null))
+        {
+            bool addBos = files.Flag("add_bos_token", true), addEos = files.Flag("add_eos_token", false);
+            if (addBos && special.Bos is null) throw new InvalidDataException($"{path}: add_bos_token is true but bos_token names no token of the tokenizer.");
+            if (addEos && special.Eos is null) throw new InvalidDataException($"{path}: add_eos_token is true but eos_token names no token of the tokenizer.");
+            prefix = addBos ? [special.Bos!.Value] : [];
+            suffix = addEos ? [special.Eos!.Value] : [];
+        }
+        return new PretrainedTokenizer(tokenizer, $"tokenizer.json ({tokenizer.ModelType})", tokenizer.VocabularySize, special,
+            text => tokenizer.Encode(text, addSpecialTokens: false).Ids, [.. prefix], [.. suffix]);
     }
 
     /// <summary>GPT-2's pre-tokenizer: contractions, optionally space-prefixed letters, digits or other symbols, and whitespace runs (the last space of a run joins the next word).</summary>

@@ -86,13 +86,24 @@ public class TokenizerTests
     public void A_folder_whose_tokenizer_cannot_be_reproduced_is_refused_naming_what_it_holds()
     {
         using var folder = new TemporaryFolder();
+        // An empty tokenizer.json object is a damaged file: it has no model.
         File.WriteAllText(Path.Combine(folder.Path, "tokenizer.json"), "{}");
-        ((Action)(() => PretrainedTokenizer.Load(folder.Path))).Should().Throw<NotSupportedException>()
-            .WithMessage("*found tokenizer.json, but none of the supported tokenizer layouts*");
+        ((Action)(() => PretrainedTokenizer.Load(folder.Path))).Should().Throw<InvalidDataException>()
+            .WithMessage("*tokenizer.json: model must be an object*");
 
+        // Qwen2's vocab.json and merges.txt without its tokenizer.json: the pre-tokenizer is unknown.
+        File.Delete(Path.Combine(folder.Path, "tokenizer.json"));
+        File.WriteAllText(Path.Combine(folder.Path, "vocab.json"), "{\"a\": 0}");
+        File.WriteAllText(Path.Combine(folder.Path, "merges.txt"), "");
         File.WriteAllText(Path.Combine(folder.Path, "tokenizer_config.json"), "{\"tokenizer_class\": \"Qwen2Tokenizer\"}");
         ((Action)(() => PretrainedTokenizer.Load(folder.Path))).Should().Throw<NotSupportedException>()
-            .WithMessage("*tokenizer_class Qwen2Tokenizer is not supported*");
+            .WithMessage("*tokenizer_class Qwen2Tokenizer keeps its tokenizer in tokenizer.json, which this folder lacks*");
+
+        using var other = new TemporaryFolder();
+        File.WriteAllText(Path.Combine(other.Path, "tokenizer_config.json"), "{}");
+        File.WriteAllText(Path.Combine(other.Path, "spiece.model"), "x");
+        ((Action)(() => PretrainedTokenizer.Load(other.Path))).Should().Throw<NotSupportedException>()
+            .WithMessage("*found tokenizer_config.json*none of the supported tokenizer layouts*");
 
         using var empty = new TemporaryFolder();
         ((Action)(() => PretrainedTokenizer.Load(empty.Path))).Should().Throw<FileNotFoundException>().WithMessage("*holds no tokenizer files*");
