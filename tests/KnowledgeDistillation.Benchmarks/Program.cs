@@ -2,7 +2,7 @@
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
 //       loss-memory | fused-head-memory [--quick] | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
-//       | step-overhead [pairs]
+//       | step-overhead [pairs] | tokenizer-speed <corpus.json> <tokenizer.json>...
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -16,6 +16,7 @@ if (args is ["measure", string name, ..])
         "step-memory" => StepMemory.Run(),
         "throughput" => Throughput.Run(),
         "teacher-cache" => TeacherCacheExperiment.Run(args.Length > 2 && args[2] == "--quick"),
+        "tokenizer-speed" when args.Length > 3 => TokenizerSpeed.Run(args[2], args[3..]),
         "step-overhead" => StepOverhead.Run(args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 400),
         _ => Unknown(name),
     };
@@ -25,6 +26,6 @@ return 0;
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache or step-overhead.");
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache, step-overhead or tokenizer-speed <corpus.json> <tokenizer.json>....");
     return 1;
 }

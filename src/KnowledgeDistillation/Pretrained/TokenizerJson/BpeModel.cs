@@ -19,6 +19,7 @@ internal sealed class BpeModel : TokenModel
     private readonly bool _byteFallback;
     private readonly bool _ignoreMerges;
     private readonly int[]? _byteIds;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _spanLookup;
 
     public BpeModel(Dictionary<string, int> vocabulary, Dictionary<long, (int Rank, int NewId)> merges, string? unknownToken, string? prefix, string? suffix,
         bool fuseUnknown, bool byteFallback, bool ignoreMerges) : base(vocabulary)
@@ -30,6 +31,7 @@ internal sealed class BpeModel : TokenModel
         _fuseUnknown = fuseUnknown;
         _byteFallback = byteFallback;
         _ignoreMerges = ignoreMerges;
+        _spanLookup = vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
         if (byteFallback)
         {
             _byteIds = new int[256];
@@ -38,6 +40,16 @@ internal sealed class BpeModel : TokenModel
     }
 
     public static long Pair(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>A hash for pair keys: long's own hash is left XOR right, under which hundreds of thousands of merges collide.</summary>
+    internal sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+
+        public bool Equals(long x, long y) => x == y;
+
+        public int GetHashCode(long pair) => (int)(((ulong)pair * 0x9E3779B97F4A7C15UL) >> 32);
+    }
 
     protected override (int Id, int Start, int End)[] TokenizeUncached(string word)
     {
@@ -49,16 +61,16 @@ internal sealed class BpeModel : TokenModel
         {
             int length = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
             int end = i + length;
-            string piece = word.Substring(i, length);
-            if (i > 0 && _prefix is not null) piece = _prefix + piece;
-            if (end == word.Length && _suffix is not null) piece += _suffix;
-            if (Vocabulary.TryGetValue(piece, out int id))
+            bool decorated = (i > 0 && _prefix is not null) || (end == word.Length && _suffix is not null);
+            // Most characters need no prefix or suffix: look them up as a span of the word, without a string each.
+            string? piece = decorated ? (i > 0 ? _prefix : "") + word.Substring(i, length) + (end == word.Length ? _suffix : "") : null;
+            if (piece is null ? _spanLookup.TryGetValue(word.AsSpan(i, length), out int id) : Vocabulary.TryGetValue(piece, out id))
             {
                 if (unknown is { } u) symbols.Add(new Symbol(u.Id, u.Start, u.End));
                 unknown = null;
                 symbols.Add(new Symbol(id, i, end));
             }
-            else if (_byteIds is not null && ByteIds(piece, bytes) is { } byteIds)
+            else if (_byteIds is not null && ByteIds(piece ?? word.Substring(i, length), bytes) is { } byteIds)
             {
                 // As in the Rust library, a pending unknown token is not written before the bytes (it follows them).
                 foreach (int b in byteIds) symbols.Add(new Symbol(b, i, end));
@@ -104,11 +116,18 @@ internal sealed class BpeModel : TokenModel
         return ids;
     }
 
-    /// <summary>Merges by rank with a priority queue over a linked list of symbols: long words (a line of CJK text in a model whose pre-tokenizer splits only at spaces) stay near n log n.</summary>
+    /// <summary>Merges by rank: short words by scanning for the lowest-ranked pair (no allocation), long ones (a line of CJK
+    /// text in a model whose pre-tokenizer splits only at spaces) with a priority queue over a linked list, near n log n.
+    /// Both take the lowest rank, the leftmost among equals.</summary>
     private void MergeAll(List<Symbol> symbols)
     {
         int n = symbols.Count;
         if (n < 2) return;
+        if (n <= 12)
+        {
+            MergeByScanning(symbols);
+            return;
+        }
         var previous = new int[n];
         var next = new int[n];
         for (int i = 0; i < n; i++)
@@ -116,12 +135,13 @@ internal sealed class BpeModel : TokenModel
             previous[i] = i - 1;
             next[i] = i + 1 < n ? i + 1 : -1;
         }
-        var queue = new PriorityQueue<(int Position, int NewId), (int Rank, int Position)>(n);
+        // Priority rank, then position, packed in one long: compared as a primitive, much faster than a tuple.
+        var queue = new PriorityQueue<(int Position, int NewId), long>(n);
         void Consider(int at)
         {
             int right = next[at];
             if (right < 0) return;
-            if (_merges.TryGetValue(Pair(symbols[at].Id, symbols[right].Id), out var merge)) queue.Enqueue((at, merge.NewId), (merge.Rank, at));
+            if (_merges.TryGetValue(Pair(symbols[at].Id, symbols[right].Id), out var merge)) queue.Enqueue((at, merge.NewId), ((long)merge.Rank << 32) | (uint)at);
         }
         for (int i = 0; i + 1 < n; i++) Consider(i);
         while (queue.TryDequeue(out var top, out _))
@@ -138,6 +158,24 @@ internal sealed class BpeModel : TokenModel
             if (next[rightAt] >= 0) previous[next[rightAt]] = top.Position;
             if (previous[top.Position] >= 0) Consider(previous[top.Position]);
             Consider(top.Position);
+        }
+    }
+
+    private void MergeByScanning(List<Symbol> symbols)
+    {
+        while (symbols.Count > 1)
+        {
+            int best = -1, bestRank = int.MaxValue, bestId = 0;
+            for (int i = 0; i + 1 < symbols.Count; i++)
+            {
+                if (_merges.TryGetValue(Pair(symbols[i].Id, symbols[i + 1].Id), out var merge) && merge.Rank < bestRank)
+                {
+                    (best, bestRank, bestId) = (i, merge.Rank, merge.NewId);
+                }
+            }
+            if (best < 0) return;
+            symbols[best] = new Symbol(bestId, symbols[best].Start, symbols[best + 1].End);
+            symbols.RemoveAt(best + 1);
         }
     }
 

@@ -105,6 +105,15 @@ internal sealed class NormalizedText
             return this;
         }
 
+        /// <summary>Appends one character standing for characters <paramref name="from"/> to <paramref name="to"/> of the source (no string per character).</summary>
+        public Builder Append(char c, int from, int to)
+        {
+            _text.Append(c);
+            _start.Add(source._start[from]);
+            _end.Add(source._end[to - 1]);
+            return this;
+        }
+
         /// <summary>Appends characters <paramref name="from"/> to <paramref name="to"/> of the source unchanged.</summary>
         public Builder Keep(int from, int to)
         {

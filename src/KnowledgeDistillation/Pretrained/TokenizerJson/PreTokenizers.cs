@@ -225,15 +225,13 @@ internal static class ByteAlphabet
     {
         NormalizedText.Builder builder = piece.Rebuild();
         Span<byte> bytes = stackalloc byte[4];
-        var chars = new StringBuilder(4);
         for (int i = 0; i < piece.Length;)
         {
             Rune r = Rune.GetRuneAt(piece.Text, i);
             int n = r.EncodeToUtf8(bytes);
-            chars.Clear();
-            for (int k = 0; k < n; k++) chars.Append(CharOfByte[bytes[k]]);
-            builder.Append(chars.ToString(), i, i + r.Utf16SequenceLength);
-            i += r.Utf16SequenceLength;
+            int next = i + r.Utf16SequenceLength;
+            for (int k = 0; k < n; k++) builder.Append(CharOfByte[bytes[k]], i, next);
+            i = next;
         }
         return builder.Build();
     }

@@ -33,7 +33,7 @@ internal sealed class TextPattern
     public static TextPattern Literal(string text) => new(text, text, null);
 
     /// <exception cref="ArgumentException">The expression does not compile in .NET.</exception>
-    public static TextPattern Expression(string pattern) => new(pattern, null, new Regex(pattern, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(10)));
+    public static TextPattern Expression(string pattern) => new(pattern, null, new Regex(pattern, RegexOptions.CultureInvariant | RegexOptions.Compiled, TimeSpan.FromSeconds(10)));
 
     /// <summary>The non-overlapping matches in <paramref name="text"/>, left to right, as (start, end) character positions.</summary>
     public List<(int Start, int End)> Matches(string text)

@@ -7,6 +7,7 @@ internal abstract class TokenModel
 {
     private const int CacheCapacity = 10_000;
     private readonly ConcurrentDictionary<string, (int Id, int Start, int End)[]> _cache = new(StringComparer.Ordinal);
+    private int _cached;
 
     protected TokenModel(Dictionary<string, int> vocabulary)
     {
@@ -26,7 +27,8 @@ internal abstract class TokenModel
         if (_cache.TryGetValue(word, out var cached)) return cached;
         var tokens = TokenizeUncached(word);
         // Words repeat (most text is common words); a bounded cache, as the Rust library keeps, skips their merges.
-        if (word.Length < 256 && _cache.Count < CacheCapacity) _cache.TryAdd(word, tokens);
+        // (ConcurrentDictionary.Count takes every lock; a counter of its own is cheap to read.)
+        if (word.Length < 256 && Volatile.Read(ref _cached) < CacheCapacity && _cache.TryAdd(word, tokens)) Interlocked.Increment(ref _cached);
         return tokens;
     }
 

@@ -126,7 +126,7 @@ internal sealed class TokenizerJsonReader
 
     private Dictionary<long, (int Rank, int NewId)> ReadMerges(JsonElement model, Dictionary<string, int> vocabulary, string? prefix)
     {
-        var merges = new Dictionary<long, (int, int)>();
+        var merges = new Dictionary<long, (int, int)>(BpeModel.PairComparer.Instance);
         if (Optional(model, "merges") is not { } list) return merges;
         if (list.ValueKind != JsonValueKind.Array) throw Invalid("model.merges", $"must be an array; it is {list.ValueKind}");
         int rank = 0;
