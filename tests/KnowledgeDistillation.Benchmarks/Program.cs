@@ -2,7 +2,7 @@
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- --filter '*'          BenchmarkDotNet timings
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
 //       loss-memory | fused-head-memory [--quick] | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
-//       | step-overhead [pairs] | tokenizer-speed <corpus.json> <tokenizer.json>...
+//       | step-overhead [pairs] | tokenizer-speed <corpus.json> <name>=<tokenizer.json>...
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -26,6 +26,6 @@ return 0;
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache, step-overhead or tokenizer-speed <corpus.json> <tokenizer.json>....");
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache, step-overhead or tokenizer-speed <corpus.json> <name>=<tokenizer.json>....");
     return 1;
 }

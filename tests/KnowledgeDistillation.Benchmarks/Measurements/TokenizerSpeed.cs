@@ -14,7 +14,7 @@ namespace KnowledgeDistillation.Benchmarks.Measurements;
 /// </summary>
 internal static class TokenizerSpeed
 {
-    public static int Run(string corpusPath, IReadOnlyList<string> tokenizerPaths, int repeats = 5)
+    public static int Run(string corpusPath, IReadOnlyList<string> namedPaths, int repeats = 5)
     {
         using JsonDocument corpus = JsonDocument.Parse(File.ReadAllBytes(corpusPath));
         string[] texts = corpus.RootElement.GetProperty("texts").EnumerateArray()
@@ -22,8 +22,10 @@ internal static class TokenizerSpeed
             .ToArray();
         const int warmUp = 300;
         double megabytes = texts.Skip(warmUp).Sum(t => Encoding.UTF8.GetByteCount(t)) / 1e6;
-        foreach (string path in tokenizerPaths)
+        foreach (string named in namedPaths)
         {
+            // name=path
+            (string name, string path) = (named[..named.IndexOf('=')], named[(named.IndexOf('=') + 1)..]);
             var rounds = new List<(double Seconds, double Load, long Ids)>();
             for (int r = 0; r < repeats; r++)
             {
@@ -37,7 +39,7 @@ internal static class TokenizerSpeed
                 rounds.Add((timer.Elapsed.TotalSeconds, loadSeconds, ids));
             }
             (double seconds, double loadTime, long count) = rounds.OrderBy(x => x.Seconds).ElementAt(rounds.Count / 2);
-            Console.WriteLine($"dotnet\t{Path.GetFileName(Path.GetDirectoryName(path))}\t{megabytes / seconds:F2} MB/s\t{count / seconds:N0} ids/s\tload {loadTime:F2} s");
+            Console.WriteLine($"dotnet\t{name}\t{megabytes / seconds:F2} MB/s\t{count / seconds:N0} ids/s\tload {loadTime:F2} s");
         }
         return 0;
     }
