@@ -16,4 +16,7 @@ public sealed record DistillationContext(IReadOnlyList<ModelOutput> Teachers, Mo
 
     /// <summary>The examples' positions in the training set, <c>[N]</c>, when the batch gives them (<c>DistillationBatch.ExampleIndices</c>); memory-bank terms (CRD) need them.</summary>
     public Tensor? ExampleIndices { get; init; }
+
+    /// <summary>The batch's inputs as the models received them, for terms that read more than outputs and labels (the cross-tokenizer terms read a <c>CrossTokenizerBatch</c>'s second tokenization and alignment).</summary>
+    public object? Inputs { get; init; }
 }

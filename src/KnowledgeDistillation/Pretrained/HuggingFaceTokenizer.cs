@@ -99,6 +99,40 @@ public sealed class HuggingFaceTokenizer : Tokenizer
     /// <summary>The token string of an id, or null when the tokenizer has no such id.</summary>
     public string? IdToToken(int id) => _addedById.TryGetValue(id, out AddedToken? added) ? added.Content : _parts.Model.TokenOfId.GetValueOrDefault(id);
 
+    /// <summary>Whether <paramref name="id"/> is an added token marked special (what <see cref="Decode(IEnumerable{int}, bool)"/> skips).</summary>
+    public bool IsAddedSpecial(int id) => _addedById.TryGetValue(id, out AddedToken? token) && token.Special;
+
+    /// <summary>Whether the vocabulary is written in GPT-2's byte-to-character alphabet (a ByteLevel pre-tokenizer or decoder).</summary>
+    public bool UsesByteLevelAlphabet => _parts.ByteLevel;
+
+    /// <summary>
+    /// The UTF-8 bytes each id stands for, for cross-tokenizer alignment: byte-level tokens (Ġ, Ċ …) mapped back through
+    /// GPT-2's table, <c>&lt;0xNN&gt;</c> byte-fallback tokens as their byte, SentencePiece's ▁ as a space, WordPiece's
+    /// <c>##</c> dropped; special added tokens stand for none.
+    /// </summary>
+    public CrossTokenizer.TokenByteStrings TokenBytes()
+    {
+        var bytes = new byte[]?[VocabularySize];
+        for (int id = 0; id < bytes.Length; id++)
+        {
+            if (IdToToken(id) is not { } token || IsAddedSpecial(id)) continue;
+            bytes[id] = BytesOf(token);
+        }
+        return CrossTokenizer.TokenByteStrings.FromBytes(bytes, Source);
+    }
+
+    private byte[] BytesOf(string token)
+    {
+        if (_parts.ByteLevel && token.All(c => ByteAlphabet.ByteOfChar.ContainsKey(c))) return token.Select(c => ByteAlphabet.ByteOfChar[c]).ToArray();
+        if (token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>' &&
+            byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b))
+        {
+            return [b];
+        }
+        if (ModelType == "WordPiece" && token.StartsWith("##", StringComparison.Ordinal) && token.Length > 2) token = token[2..];
+        return Encoding.UTF8.GetBytes(token.Replace('\u2581', ' '));
+    }
+
     /// <summary>Whether <paramref name="id"/> is a special token (skipped by <see cref="Decode(IEnumerable{int}, bool)"/> when asked).</summary>
     public bool IsSpecial(int id) => _special.Contains(id);
 

@@ -1,4 +1,5 @@
 using KnowledgeDistillation.Models;
+using KnowledgeDistillation.Pretrained.TokenizerJson;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;

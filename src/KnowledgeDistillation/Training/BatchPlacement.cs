@@ -18,16 +18,26 @@ internal static class BatchPlacement
         object? inputs = batch.Inputs switch
         {
             Tensor t => t.to(device),
-            TokenBatch b => new TokenBatch(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices) // indices are read on the host
-            {
-                PositionIds = b.PositionIds?.to(device),
-            },
+            TokenBatch b => On(b, device), // example indices are read on the host
+            CrossTokenizer.CrossTokenizerBatch c => new CrossTokenizer.CrossTokenizerBatch(On(c.Student, device), On(c.Teacher, device), c.StudentLabels.to(device), c.TeacherLabels.to(device), c.Alignment),
             var other => other,
         };
         return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device))
         {
             ExampleIndices = (batch.ExampleIndices ?? (batch.Inputs as TokenBatch)?.ExampleIndices)?.to(device),
         };
+    }
+
+    private static TokenBatch On(TokenBatch b, Device device) =>
+        new(b.InputIds.to(device), b.AttentionMask?.to(device), b.TokenTypeIds?.to(device), b.ExampleIndices) { PositionIds = b.PositionIds?.to(device) };
+
+    private static void Dispose(TokenBatch b)
+    {
+        b.InputIds.Dispose();
+        b.AttentionMask?.Dispose();
+        b.TokenTypeIds?.Dispose();
+        b.ExampleIndices?.Dispose();
+        b.PositionIds?.Dispose();
     }
 
     /// <summary>Disposes the tensors of a batch marked <see cref="DistillationBatch{TInput}.DisposeAfterUse"/>.</summary>
@@ -40,11 +50,13 @@ internal static class BatchPlacement
                 t.Dispose();
                 break;
             case TokenBatch b:
-                b.InputIds.Dispose();
-                b.AttentionMask?.Dispose();
-                b.TokenTypeIds?.Dispose();
-                b.ExampleIndices?.Dispose();
-                b.PositionIds?.Dispose();
+                Dispose(b);
+                break;
+            case CrossTokenizer.CrossTokenizerBatch c:
+                Dispose(c.Student);
+                Dispose(c.Teacher);
+                c.StudentLabels.Dispose();
+                c.TeacherLabels.Dispose();
                 break;
         }
         batch.Labels?.Dispose();

@@ -55,6 +55,7 @@ public sealed partial class DistillationTrainer<TInput>
             ObjectiveResult result = Native(() => _objective.Compute(new DistillationContext(teacherOutputs, studentOutput, batch.Labels, batch.Mask ?? studentOutput.AttentionMask, step)
             {
                 ExampleIndices = batch.ExampleIndices,
+                Inputs = batch.Inputs,
             }),
                 "the objective", batch, run, i);
             (result.Total * shares[i]).backward();

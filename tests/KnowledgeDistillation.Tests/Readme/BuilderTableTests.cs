@@ -60,10 +60,16 @@ public sealed partial class BuilderTableTests
     /// <summary>The temperature at step 0 of the term the method adds with every optional argument left out (required schedules at 0.5).</summary>
     private static double EffectiveTemperature(MethodInfo method)
     {
-        object?[] arguments = method.GetParameters().Select(p => p.HasDefaultValue ? p.DefaultValue : (object)Schedule.Constant(0.5)).ToArray();
+        object?[] arguments = method.GetParameters().Select(p => p.HasDefaultValue ? p.DefaultValue
+            : p.ParameterType == typeof(KnowledgeDistillation.CrossTokenizer.VocabularyMatch) ? SharedByte()
+            : (object)Schedule.Constant(0.5)).ToArray();
         var builder = (DistillationObjectiveBuilder)method.Invoke(DistillationObjective.Create(), arguments)!;
         return builder.Build().Terms.Single().Temperature!.ValueAt(0);
     }
+
+    /// <summary>A vocabulary match of one shared token, for a builder method that needs one.</summary>
+    private static KnowledgeDistillation.CrossTokenizer.VocabularyMatch SharedByte() => KnowledgeDistillation.CrossTokenizer.VocabularyMatch.Between(
+        KnowledgeDistillation.CrossTokenizer.TokenByteStrings.Bytes(), KnowledgeDistillation.CrossTokenizer.TokenByteStrings.Bytes());
 
     private static string Name(string listed) => listed.Split(" = ")[0];
 

@@ -19,7 +19,9 @@ internal sealed class BpeModel : TokenModel
     private readonly bool _byteFallback;
     private readonly bool _ignoreMerges;
     private readonly int[]? _byteIds;
+#if NET9_0_OR_GREATER
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _spanLookup;
+#endif
 
     public BpeModel(Dictionary<string, int> vocabulary, Dictionary<long, (int Rank, int NewId)> merges, string? unknownToken, string? prefix, string? suffix,
         bool fuseUnknown, bool byteFallback, bool ignoreMerges) : base(vocabulary)
@@ -31,7 +33,9 @@ internal sealed class BpeModel : TokenModel
         _fuseUnknown = fuseUnknown;
         _byteFallback = byteFallback;
         _ignoreMerges = ignoreMerges;
+#if NET9_0_OR_GREATER
         _spanLookup = vocabulary.GetAlternateLookup<ReadOnlySpan<char>>();
+#endif
         if (byteFallback)
         {
             _byteIds = new int[256];
@@ -64,7 +68,12 @@ internal sealed class BpeModel : TokenModel
             bool decorated = (i > 0 && _prefix is not null) || (end == word.Length && _suffix is not null);
             // Most characters need no prefix or suffix: look them up as a span of the word, without a string each.
             string? piece = decorated ? (i > 0 ? _prefix : "") + word.Substring(i, length) + (end == word.Length ? _suffix : "") : null;
-            if (piece is null ? _spanLookup.TryGetValue(word.AsSpan(i, length), out int id) : Vocabulary.TryGetValue(piece, out id))
+#if NET9_0_OR_GREATER
+            bool known = piece is null ? _spanLookup.TryGetValue(word.AsSpan(i, length), out int id) : Vocabulary.TryGetValue(piece, out id);
+#else
+            bool known = Vocabulary.TryGetValue(piece ?? word.Substring(i, length), out int id);
+#endif
+            if (known)
             {
                 if (unknown is { } u) symbols.Add(new Symbol(u.Id, u.Start, u.End));
                 unknown = null;

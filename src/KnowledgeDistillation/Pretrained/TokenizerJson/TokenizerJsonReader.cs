@@ -6,7 +6,11 @@ namespace KnowledgeDistillation.Pretrained.TokenizerJson;
 /// <summary>The parts a tokenizer.json declares, read and checked.</summary>
 internal sealed record TokenizerJsonParts(
     TokenModel Model, string ModelType, TextNormalizer? Normalizer, TextPreTokenizer? PreTokenizer, TokenDecoder? Decoder,
-    IReadOnlyList<AddedToken> AddedTokens, int[] Prefix, int[] Suffix);
+    IReadOnlyList<AddedToken> AddedTokens, int[] Prefix, int[] Suffix)
+{
+    /// <summary>Whether tokens are written in GPT-2's byte alphabet: a ByteLevel pre-tokenizer or decoder anywhere.</summary>
+    public bool ByteLevel { get; init; }
+}
 
 /// <summary>
 /// Reads a Hugging Face tokenizer.json (the tokenizers library's serialisation) as untrusted input: every component the
@@ -48,12 +52,13 @@ internal sealed class TokenizerJsonReader
         var allIds = new Dictionary<string, int>(tokenModel.Vocabulary, StringComparer.Ordinal);
         foreach (AddedToken token in added) allIds[token.Content] = token.Id;
         (int[] prefix, int[] suffix) = Optional(root, "post_processor") is { } post ? ReadPostProcessor(post, "post_processor", allIds) : ([], []);
+        bool byteLevel = root.GetRawText().Contains("\"type\":\"ByteLevel\"", StringComparison.Ordinal) || root.GetRawText().Contains("\"type\": \"ByteLevel\"", StringComparison.Ordinal);
         return new TokenizerJsonParts(
             tokenModel, type,
             Optional(root, "normalizer") is { } n ? ReadNormalizer(n, "normalizer") : null,
             Optional(root, "pre_tokenizer") is { } p ? ReadPreTokenizer(p, "pre_tokenizer") : null,
             Optional(root, "decoder") is { } d ? ReadDecoder(d, "decoder") : null,
-            added, prefix, suffix);
+            added, prefix, suffix) { ByteLevel = byteLevel };
     }
 
     private IReadOnlyList<AddedToken> ReadAddedTokens(JsonElement root)

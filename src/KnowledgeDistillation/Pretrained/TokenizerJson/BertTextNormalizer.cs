@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.ML.Tokenizers;
 
-namespace KnowledgeDistillation.Pretrained;
+namespace KnowledgeDistillation.Pretrained.TokenizerJson;
 
 /// <summary>
 /// Hugging Face's <c>BertNormalizer</c> (the tokenizers library's, which every BERT <c>tokenizer.json</c> names), step

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.ML.Tokenizers;
 
-namespace KnowledgeDistillation.Pretrained;
+namespace KnowledgeDistillation.Pretrained.TokenizerJson;
 
 /// <summary>
 /// Hugging Face's <c>BertPreTokenizer</c>: words are split at whitespace, and every punctuation character, ASCII
