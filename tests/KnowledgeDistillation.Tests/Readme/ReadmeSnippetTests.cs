@@ -43,6 +43,29 @@ public class ReadmeSnippetTests
     }
 
     [Fact]
+    public void The_tokenizer_guide_shows_exactly_the_cross_tokenizer_example_that_is_compiled_here()
+    {
+        SnippetFromReadme("docs/tokenizers.md", "<!-- snippet: cross-tokenizer (tests/KnowledgeDistillation.Tests/Readme/CrossTokenizerExample.cs) -->")
+            .Should().Equal(SnippetFromSource("CrossTokenizerExample.cs"));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_cross_tokenizer_example_distils_a_Mistral_tokenized_student_from_a_GPT2_tokenized_teacher(bool hybrid)
+    {
+        // Real tokenizers, small models: the teacher reads GPT-2's tokens, the student Mistral's.
+        HuggingFaceTokenizer gpt2 = Pretrained.TokenizerJson.RealTokenizerJsonTests.Tokenizer("gpt2"), mistral = Pretrained.TokenizerJson.RealTokenizerJsonTests.Tokenizer("llama2");
+        torch.manual_seed(21);
+        var teacher = new KnowledgeDistillation.Transformers.GptModel(new KnowledgeDistillation.Transformers.GptConfig { VocabSize = gpt2.VocabularySize, ContextLength = 64, Width = 8, Heads = 2, Layers = 1, Dropout = 0 });
+        var student = new KnowledgeDistillation.Transformers.GptModel(new KnowledgeDistillation.Transformers.GptConfig { VocabSize = mistral.VocabularySize, ContextLength = 64, Width = 8, Heads = 2, Layers = 1, Dropout = 0 });
+        string[] texts = ["The teacher reads GPT-2 tokens.", "The student reads Mistral's, naïve café included.", "Both see the same bytes: 東京 🙂"];
+        TrainingResult result = CrossTokenizerExample.Run(mistral, gpt2, texts, teacher, student, Training.TrainingFixtures.Options(2), hybrid);
+        result.Steps.Should().Be(2);
+        result.LastStep!.Terms.Should().ContainKey(hybrid ? "hybrid" : "uld").WhoseValue.Should().BeGreaterThan(0).And.Match(v => double.IsFinite(v));
+    }
+
+    [Fact]
     public void The_trainer_example_runs_and_evaluates()
     {
         var teacher = Training.TrainingFixtures.Teacher();
