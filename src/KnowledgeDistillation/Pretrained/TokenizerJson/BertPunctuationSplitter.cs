@@ -41,7 +41,5 @@ internal sealed class BertPunctuationSplitter : PreTokenizer
     }
 
     /// <summary>ASCII punctuation (every printable ASCII character that is not a letter or a digit) or Unicode punctuation.</summary>
-    private static bool IsPunctuation(Rune r) => (r.Value is > ' ' and < 127 && !char.IsAsciiLetterOrDigit((char)r.Value)) || Rune.GetUnicodeCategory(r) is
-        UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation
-        or UnicodeCategory.InitialQuotePunctuation or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
+    private static bool IsPunctuation(Rune r) => CharacterClassPreTokenizer.IsPunctuation(r);
 }

@@ -49,9 +49,7 @@ internal sealed class TokenizerJsonReader
         if (!root.TryGetProperty("model", out JsonElement model) || model.ValueKind != JsonValueKind.Object) throw Invalid("model", "must be an object (the file has no tokenizer model)");
         IReadOnlyList<AddedToken> added = ReadAddedTokens(root);
         (TokenModel tokenModel, string type) = ReadModel(model);
-        var allIds = new Dictionary<string, int>(tokenModel.Vocabulary, StringComparer.Ordinal);
-        foreach (AddedToken token in added) allIds[token.Content] = token.Id;
-        (int[] prefix, int[] suffix) = Optional(root, "post_processor") is { } post ? ReadPostProcessor(post, "post_processor", allIds) : ([], []);
+        (int[] prefix, int[] suffix) = Optional(root, "post_processor") is { } post ? ReadPostProcessor(post, "post_processor") : ([], []);
         bool byteLevel = root.GetRawText().Contains("\"type\":\"ByteLevel\"", StringComparison.Ordinal) || root.GetRawText().Contains("\"type\": \"ByteLevel\"", StringComparison.Ordinal);
         return new TokenizerJsonParts(
             tokenModel, type,
@@ -270,7 +268,7 @@ internal sealed class TokenizerJsonReader
     }
 
     /// <summary>The special tokens put before and after one sequence.</summary>
-    private (int[] Prefix, int[] Suffix) ReadPostProcessor(JsonElement node, string where, Dictionary<string, int> ids)
+    private (int[] Prefix, int[] Suffix) ReadPostProcessor(JsonElement node, string where)
     {
         string type = TypeOf(node, where);
         switch (type)
@@ -317,7 +315,7 @@ internal sealed class TokenizerJsonReader
                 int index = 0;
                 foreach (JsonElement step in Items(node, "processors", where))
                 {
-                    (int[] p, int[] s) = ReadPostProcessor(step, $"{where}.processors[{index++}]", ids);
+                    (int[] p, int[] s) = ReadPostProcessor(step, $"{where}.processors[{index++}]");
                     prefix.InsertRange(0, p);
                     suffix.AddRange(s);
                 }
