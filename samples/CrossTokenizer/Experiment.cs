@@ -34,13 +34,17 @@ internal sealed class Experiment(Settings settings, Gpt2Vocabulary gpt2, ChunkBa
         _ => "CE + hybrid (GOLD-style)",
     };
 
-    public IReadOnlyList<StudentResult> Run(TinyGpt.Corpus corpus, GptModel teacher, List<CrossTokenizedText> validation, List<CrossTokenizedText> test)
+    public IReadOnlyList<StudentResult> Run(TinyGpt.Corpus corpus, GptModel teacher, List<CrossTokenizedText> validation, List<CrossTokenizedText> test, Action<StudentResult> finished)
     {
         VocabularyMatch match = VocabularyMatch.Between(gpt2.Bytes, TokenByteStrings.Bytes());
         var results = new List<StudentResult>();
         for (int seed = 1; seed <= settings.Seeds; seed++)
         {
-            foreach (Method method in settings.Methods) results.Add(Train(method, seed, corpus, teacher, match, validation, test));
+            foreach (Method method in settings.Methods)
+            {
+                results.Add(Train(method, seed, corpus, teacher, match, validation, test));
+                finished(results[^1]);
+            }
         }
         return results;
     }

@@ -29,9 +29,13 @@ internal static class Run
         double teacherValidation = BitsPerByte.Score(teacher, validation, student: false, settings.Device), teacherTest = BitsPerByte.Score(teacher, test, student: false, settings.Device);
         AnsiConsole.MarkupLine($"Teacher (bytes, {teacher.parameters().Sum(p => p.numel()):N0} parameters): {teacherTest:0.000} bits per byte on the test windows");
 
-        IReadOnlyList<StudentResult> results = new Experiment(settings, gpt2, chunks).Run(corpus, teacher, validation, test);
-        string table = Table(settings, teacherValidation, teacherTest, results);
         Directory.CreateDirectory(output);
+        // Each student's result as soon as it is known (one JSON line each), so that a long run interrupted keeps what it measured.
+        string perStudent = Path.Combine(output, "students.jsonl");
+        File.WriteAllText(perStudent, "");
+        IReadOnlyList<StudentResult> results = new Experiment(settings, gpt2, chunks).Run(corpus, teacher, validation, test,
+            result => File.AppendAllText(perStudent, System.Text.Json.JsonSerializer.Serialize(result) + "\n"));
+        string table = Table(settings, teacherValidation, teacherTest, results);
         File.WriteAllText(Path.Combine(output, "results.md"), table);
         AnsiConsole.WriteLine(table);
         return 0;
