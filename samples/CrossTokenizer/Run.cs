@@ -12,6 +12,8 @@ internal static class Run
 {
     private const int WindowBytes = 64, BatchSize = 16;
 
+    private static readonly System.Text.Json.JsonSerializerOptions JsonLines = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+
     public static int Execute(Settings settings, bool quick, string output, string teacherCache)
     {
         Corpus corpus = Corpus.Load(null);
@@ -34,7 +36,7 @@ internal static class Run
         string perStudent = Path.Combine(output, "students.jsonl");
         File.WriteAllText(perStudent, "");
         IReadOnlyList<StudentResult> results = new Experiment(settings, gpt2, chunks).Run(corpus, teacher, validation, test,
-            result => File.AppendAllText(perStudent, System.Text.Json.JsonSerializer.Serialize(result) + "\n"));
+            result => File.AppendAllText(perStudent, System.Text.Json.JsonSerializer.Serialize(result, JsonLines) + "\n"));
         string table = Table(settings, teacherValidation, teacherTest, results);
         File.WriteAllText(Path.Combine(output, "results.md"), table);
         AnsiConsole.WriteLine(table);
