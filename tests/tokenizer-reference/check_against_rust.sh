@@ -27,7 +27,11 @@ mkdir -p bert && gunzip -c "$fixtures/bert-uncased-tokenizer.json.gz" > bert/tok
 node "$here/generate_expected.mjs" bert/tokenizer.json "$fixtures/corpus.json" expected-bert.json "bert-uncased-tokenizer.json.gz (build_wordpiece_json.mjs from all-MiniLM-L6-v2's vocab.txt)"
 node "$here/compare_expected.mjs" "$fixtures/expected-bert.json.gz" expected-bert.json
 paths+=("bert=$work/bert/tokenizer.json")
-echo "all seven tokenizers: the committed ids and decodings equal the Rust library's"
+mkdir -p unigram && gunzip -c "$fixtures/unigram-tokenizer.json.gz" > unigram/tokenizer.json
+node "$here/generate_expected.mjs" unigram/tokenizer.json "$fixtures/corpus.json" expected-unigram.json "unigram-tokenizer.json.gz (build_unigram_json.mjs: Mistral-7B's pieces, scores -ln(id + 2) to 4 decimals)"
+node "$here/compare_expected.mjs" "$fixtures/expected-unigram.json.gz" expected-unigram.json
+paths+=("unigram=$work/unigram/tokenizer.json")
+echo "all eight tokenizers: the committed ids and decodings equal the Rust library's"
 
 if [[ -n "$benchmarks" ]]; then
     RAYON_NUM_THREADS=1 node "$here/speed.mjs" "$fixtures/corpus.json" "${paths[@]}" | tee speed.tsv

@@ -76,7 +76,7 @@ public sealed class HuggingFaceTokenizer : Tokenizer
     /// <summary>Where the tokenizer was read from.</summary>
     public string Source { get; }
 
-    /// <summary>The model type the file declares: "BPE" or "WordPiece".</summary>
+    /// <summary>The model type the file declares: "BPE", "WordPiece" or "Unigram".</summary>
     public string ModelType => _parts.ModelType;
 
     /// <summary>Number of ids the tokenizer can produce (largest id of the vocabulary and the added tokens, + 1).</summary>

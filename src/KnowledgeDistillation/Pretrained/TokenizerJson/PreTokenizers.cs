@@ -87,7 +87,7 @@ internal sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) 
 
     public override void Split(NormalizedText piece, bool firstPiece, List<NormalizedText> words)
     {
-        if (addPrefixSpace && !piece.Text.StartsWith(' ')) piece = piece.Rebuild().Append(" ", 0, 0).Keep(0, piece.Length).Build();
+        if (addPrefixSpace && piece.Length > 0 && !piece.Text.StartsWith(' ')) piece = piece.Rebuild().Append(" ", 0, 0).Keep(0, piece.Length).Build();
         var parts = new List<NormalizedText>();
         if (useRegex) Splitter.Split(piece, Gpt2Pattern.Matches(piece.Text), DelimiterBehavior.Isolated, false, parts);
         else if (piece.Length > 0) parts.Add(piece);
@@ -102,7 +102,8 @@ internal sealed class MetaspacePreTokenizer(char replacement, string prependSche
     {
         NormalizedText.Builder builder = piece.Rebuild();
         bool prepend = prependScheme == "always" || (prependScheme == "first" && firstPiece);
-        if (prepend && !piece.Text.StartsWith(' ') && !piece.Text.StartsWith(replacement)) builder.Append(replacement.ToString(), 0, 0);
+        // As the Rust library's NormalizedString.prepend, nothing is put before an empty piece.
+        if (prepend && piece.Length > 0 && !piece.Text.StartsWith(' ') && !piece.Text.StartsWith(replacement)) builder.Append(replacement.ToString(), 0, 0);
         for (int i = 0; i < piece.Length; i++)
         {
             if (piece.Text[i] == ' ') builder.Append(replacement.ToString(), i, i + 1);

@@ -104,11 +104,35 @@ internal sealed class TokenizerJsonReader
                 int max = Optional(model, "max_input_chars_per_word") is { } m ? Integer(m, "model.max_input_chars_per_word") : 100;
                 return (new WordPieceModel(vocabulary, unknown, OptionalString(model, "continuing_subword_prefix", "model") ?? "##", max), type);
             }
-            case "Unigram" or "WordLevel":
-                throw new NotSupportedException($"{_source}: model.type \"{type}\" is not supported; supported models: BPE (byte-level and SentencePiece-style with byte_fallback) and WordPiece.");
+            case "Unigram":
+                return (ReadUnigram(model), type);
+            case "WordLevel":
+                throw new NotSupportedException($"{_source}: model.type \"{type}\" is not supported; supported models: BPE (byte-level and SentencePiece-style with byte_fallback), WordPiece and Unigram.");
             default:
-                throw new NotSupportedException($"{_source}: model.type \"{type}\" is not a tokenizer model this reader knows; supported models: BPE and WordPiece.");
+                throw new NotSupportedException($"{_source}: model.type \"{type}\" is not a tokenizer model this reader knows; supported models: BPE, WordPiece and Unigram.");
         }
+    }
+
+    private UnigramModel ReadUnigram(JsonElement model)
+    {
+        if (!model.TryGetProperty("vocab", out JsonElement vocab) || vocab.ValueKind != JsonValueKind.Array) throw Invalid("model.vocab", "must be an array of [piece, score] (a Unigram model)");
+        var pieces = new List<(string, double)>();
+        int index = 0;
+        foreach (JsonElement entry in vocab.EnumerateArray())
+        {
+            string where = $"model.vocab[{index++}]";
+            if (entry.ValueKind != JsonValueKind.Array || entry.GetArrayLength() != 2 || entry[0].ValueKind != JsonValueKind.String || entry[1].ValueKind != JsonValueKind.Number)
+            {
+                throw Invalid(where, $"must be [piece, score]; it is {Shorten(entry.GetRawText())}");
+            }
+            double score = entry[1].GetDouble();
+            if (!double.IsFinite(score)) throw Invalid(where, $"has score {score}; a score is a finite log-probability");
+            pieces.Add((entry[0].GetString()!, score));
+        }
+        if (pieces.Count == 0) throw Invalid("model.vocab", "holds no pieces");
+        int? unknown = Optional(model, "unk_id") is { } u ? Integer(u, "model.unk_id") : null;
+        if (unknown >= pieces.Count) throw Invalid("model.unk_id", $"is {unknown}, but the vocabulary has {pieces.Count} pieces");
+        return new UnigramModel(pieces, unknown, Flag(model, "byte_fallback", "model", false));
     }
 
     private Dictionary<string, int> ReadVocabulary(JsonElement model, string where)

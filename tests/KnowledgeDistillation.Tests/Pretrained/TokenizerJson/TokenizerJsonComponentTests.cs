@@ -74,6 +74,19 @@ public sealed class TokenizerJsonComponentTests
     }
 
     [Fact]
+    public void Unigram_takes_the_split_of_highest_total_score_and_fuses_unknown_characters()
+    {
+        // The example of the Rust library's documentation (models/unigram/model.rs): pieces and scores as there,
+        // "abcdacdxx" → abcd (10) + a (0) + cd (1), and the two unknown x's are one unknown token.
+        const string json = """{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["a", 0.0], ["b", 0.0], ["c", 0.0], ["d", 0.0], ["cd", 1.0], ["ab", 2.0], ["abc", 5.0], ["abcd", 10.0]]}}""";
+        HuggingFaceEncoding encoding = HuggingFaceTokenizer.FromJson(json).Encode("abcdacdxx");
+        encoding.Ids.Should().Equal(8, 1, 5, 0);
+        encoding.Offsets[^1].Should().Be(new Range(7, 9));
+        // Without an unk_id a character no piece covers cannot be tokenized.
+        ((Action)(() => HuggingFaceTokenizer.FromJson(json.Replace("\"unk_id\": 0, ", "")).Encode("ax"))).Should().Throw<InvalidOperationException>().WithMessage("*no unk_id*\"x\"*");
+    }
+
+    [Fact]
     public void Byte_level_text_is_GPT2s_printable_byte_alphabet()
     {
         // GPT-2's table: space (0x20) is Ġ (U+0120), newline Ċ (U+010A), printable ASCII itself, é's bytes C3 A9 are Ã ©.
