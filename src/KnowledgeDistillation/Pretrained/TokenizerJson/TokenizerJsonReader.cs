@@ -22,6 +22,9 @@ internal sealed class TokenizerJsonReader
 {
     private readonly string _source;
 
+    /// <summary>Set when a ByteLevel pre-tokenizer or decoder is read: the vocabulary is then written in GPT-2's byte alphabet.</summary>
+    private bool _byteLevel;
+
     private TokenizerJsonReader(string source) => _source = source;
 
     public static TokenizerJsonParts Read(ReadOnlyMemory<byte> json, string source)
@@ -50,13 +53,12 @@ internal sealed class TokenizerJsonReader
         IReadOnlyList<AddedToken> added = ReadAddedTokens(root);
         (TokenModel tokenModel, string type) = ReadModel(model);
         (int[] prefix, int[] suffix) = Optional(root, "post_processor") is { } post ? ReadPostProcessor(post, "post_processor") : ([], []);
-        bool byteLevel = root.GetRawText().Contains("\"type\":\"ByteLevel\"", StringComparison.Ordinal) || root.GetRawText().Contains("\"type\": \"ByteLevel\"", StringComparison.Ordinal);
         return new TokenizerJsonParts(
             tokenModel, type,
             Optional(root, "normalizer") is { } n ? ReadNormalizer(n, "normalizer") : null,
             Optional(root, "pre_tokenizer") is { } p ? ReadPreTokenizer(p, "pre_tokenizer") : null,
             Optional(root, "decoder") is { } d ? ReadDecoder(d, "decoder") : null,
-            added, prefix, suffix) { ByteLevel = byteLevel };
+            added, prefix, suffix) { ByteLevel = _byteLevel };
     }
 
     private IReadOnlyList<AddedToken> ReadAddedTokens(JsonElement root)
@@ -219,7 +221,7 @@ internal sealed class TokenizerJsonReader
         string type = TypeOf(node, where);
         return type switch
         {
-            "ByteLevel" => new ByteLevelPreTokenizer(Flag(node, "add_prefix_space", where, true), Flag(node, "use_regex", where, true)),
+            "ByteLevel" => ByteLevelPart(new ByteLevelPreTokenizer(Flag(node, "add_prefix_space", where, true), Flag(node, "use_regex", where, true))),
             "Split" => new PatternSplitPreTokenizer(ReadPattern(node, where), ReadBehavior(node, where), Flag(node, "invert", where, false)),
             "Metaspace" => new MetaspacePreTokenizer(Character(node, "replacement", where), ReadPrependScheme(node, where), Flag(node, "split", where, true)),
             "Whitespace" => new CharacterClassPreTokenizer(_ => false, DelimiterBehavior.Removed, wordClasses: true),
@@ -231,6 +233,12 @@ internal sealed class TokenizerJsonReader
             "Sequence" => new SequencePreTokenizer(Items(node, "pretokenizers", where).Select((n, i) => ReadPreTokenizer(n, $"{where}.pretokenizers[{i}]")).ToList()),
             _ => throw Unsupported(where, type, "ByteLevel, Split, Metaspace, Whitespace, WhitespaceSplit, BertPreTokenizer, Punctuation, Digits, CharDelimiterSplit, Sequence"),
         };
+    }
+
+    private T ByteLevelPart<T>(T part)
+    {
+        _byteLevel = true;
+        return part;
     }
 
     private static Func<System.Text.Rune, bool> ChooseDelimiter(char delimiter) => r => r.Value == delimiter;
@@ -278,7 +286,7 @@ internal sealed class TokenizerJsonReader
         string type = TypeOf(node, where);
         return type switch
         {
-            "ByteLevel" => new ByteLevelDecoder(),
+            "ByteLevel" => ByteLevelPart(new ByteLevelDecoder()),
             "ByteFallback" => new ByteFallbackDecoder(),
             "Fuse" => new FuseDecoder(),
             "Replace" => new ReplaceDecoder(ReadPattern(node, where), String(node, "content", where)),
