@@ -10,9 +10,9 @@ using KnowledgeDistillation.Runtime;
 using Samples.Shared;
 using Spectre.Console;
 
-var quickOption = new Option<bool>("--quick") { Description = "A short run that checks everything works (a 200-step teacher, 20 steps per student)." };
+var quickOption = new Option<bool>("--quick") { Description = "A short run that checks everything works (a 200-step teacher, 6 steps per student)." };
 var seedsOption = new Option<int>("--seeds") { Description = "Seeds per method (the README's table uses 3).", DefaultValueFactory = _ => 3 };
-var stepsOption = new Option<int?>("--student-steps") { Description = "Optimizer steps per student (default 400; 20 with --quick)." };
+var stepsOption = new Option<int?>("--student-steps") { Description = "Optimizer steps per student (default 400; 6 with --quick)." };
 var methodsOption = new Option<string>("--methods") { Description = "Any of ce, uld, hybrid.", DefaultValueFactory = _ => "ce,uld,hybrid" };
 var weightOption = new Option<double>("--weight") { Description = "Weight λ of the cross-tokenizer term beside CE (chosen on the validation split: see the README).", DefaultValueFactory = _ => 1.0 };
 var temperatureOption = new Option<double>("--temperature") { Description = "Temperature of both sides' distributions.", DefaultValueFactory = _ => 1.0 };
@@ -38,7 +38,7 @@ root.SetAction(parse =>
             _ => throw new ArgumentException($"--methods: \"{m}\" is not ce, uld or hybrid."),
         }).ToArray();
         var device = DeviceSelection.Resolve(parse.GetValue(deviceOption)!);
-        var settings = new Settings(parse.GetValue(stepsOption) ?? (quick ? 20 : 400), quick ? 1 : Math.Max(1, parse.GetValue(seedsOption)), methods,
+        var settings = new Settings(parse.GetValue(stepsOption) ?? (quick ? 6 : 400), quick ? 1 : Math.Max(1, parse.GetValue(seedsOption)), methods,
             parse.GetValue(weightOption), parse.GetValue(temperatureOption), parse.GetValue(matchedOption), parse.GetValue(unmatchedOption),
             quick ? 64 : 500, quick ? 64 : 1000, device);
         return Run.Execute(settings, quick, parse.GetValue(outputOption)!, parse.GetValue(teacherOption)!);
