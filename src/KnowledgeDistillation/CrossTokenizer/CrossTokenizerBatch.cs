@@ -26,6 +26,15 @@ public sealed record CrossTokenizedText(int[] StudentIds, int[] StudentByteLengt
 public sealed record CrossTokenizerBatch(TokenBatch Student, TokenBatch Teacher, Tensor StudentLabels, Tensor TeacherLabels, SpanAlignment Alignment)
 {
     /// <summary>
+    /// The flat indices (into <c>StudentLabels.reshape(-1)</c>) of the student's labelled rows, in order, when the batch
+    /// knows them (<see cref="Create"/> sets them); null makes the terms find them from the labels, a device sync per step.
+    /// </summary>
+    public Tensor? StudentLabelRows { get; init; }
+
+    /// <summary>The flat indices of the teacher's labelled rows, as <see cref="StudentLabelRows"/>.</summary>
+    public Tensor? TeacherLabelRows { get; init; }
+
+    /// <summary>
     /// Builds a batch from texts tokenized by both sides: ids are padded on the right, inputs are all ids but the last,
     /// labels all but the first, and the two sides' label rows are aligned through the bytes of each text.
     /// </summary>
@@ -54,17 +63,22 @@ public sealed record CrossTokenizerBatch(TokenBatch Student, TokenBatch Teacher,
             teacherLabelled += t.TeacherIds.Length - 1;
         }
         SpanAlignment alignment = SpanAlignment.Concatenate(parts, studentLabelled, teacherLabelled);
-        (Tensor studentInputs, Tensor studentMask, Tensor studentLabels) = Side(texts.Select(t => t.StudentIds).ToList(), studentWidth, studentPadding);
-        (Tensor teacherInputs, Tensor teacherMask, Tensor teacherLabels) = Side(texts.Select(t => t.TeacherIds).ToList(), teacherWidth, teacherPadding);
-        var batch = new CrossTokenizerBatch(new TokenBatch(studentInputs, studentMask), new TokenBatch(teacherInputs, teacherMask), studentLabels, teacherLabels, alignment);
+        (Tensor studentInputs, Tensor studentMask, Tensor studentLabels, Tensor studentRows) = Side(texts.Select(t => t.StudentIds).ToList(), studentWidth, studentPadding);
+        (Tensor teacherInputs, Tensor teacherMask, Tensor teacherLabels, Tensor teacherRows) = Side(texts.Select(t => t.TeacherIds).ToList(), teacherWidth, teacherPadding);
+        var batch = new CrossTokenizerBatch(new TokenBatch(studentInputs, studentMask), new TokenBatch(teacherInputs, teacherMask), studentLabels, teacherLabels, alignment)
+        {
+            StudentLabelRows = studentRows,
+            TeacherLabelRows = teacherRows,
+        };
         return new DistillationBatch<CrossTokenizerBatch>(batch, studentLabels);
     }
 
-    private static (Tensor Inputs, Tensor Mask, Tensor Labels) Side(List<int[]> ids, int width, long padding)
+    private static (Tensor Inputs, Tensor Mask, Tensor Labels, Tensor LabelRows) Side(List<int[]> ids, int width, long padding)
     {
         var inputs = new long[ids.Count * width];
         var mask = new bool[ids.Count * width];
         var labels = new long[ids.Count * width];
+        var rows = new List<long>(ids.Count * width);
         Array.Fill(inputs, padding);
         Array.Fill(labels, Labels.IgnoreIndex);
         for (int b = 0; b < ids.Count; b++)
@@ -74,9 +88,10 @@ public sealed record CrossTokenizerBatch(TokenBatch Student, TokenBatch Teacher,
                 inputs[b * width + p] = ids[b][p];
                 mask[b * width + p] = true;
                 labels[b * width + p] = ids[b][p + 1];
+                rows.Add(b * width + p);
             }
         }
-        return (tensor(inputs).reshape(ids.Count, width), tensor(mask).reshape(ids.Count, width), tensor(labels).reshape(ids.Count, width));
+        return (tensor(inputs).reshape(ids.Count, width), tensor(mask).reshape(ids.Count, width), tensor(labels).reshape(ids.Count, width), tensor(rows.ToArray()));
     }
 }
 

@@ -59,15 +59,15 @@ public sealed partial class DistillationObjectiveBuilder
                 }
                 if (c.Teachers.Count != 1) throw new InvalidOperationException($"Term \"{name}\" reads one teacher; the objective has {c.Teachers.Count}.");
                 double t = temperature.ValueAt(c.Step);
-                Tensor student = AlignedRows(name, c.Student.Logits, batch.StudentLabels, batch.Alignment, t, student: true);
-                Tensor teacher = AlignedRows(name, c.Teacher.Logits, batch.TeacherLabels, batch.Alignment, t, student: false);
+                Tensor student = AlignedRows(name, c.Student.Logits, batch.StudentLabels, batch.StudentLabelRows, batch.Alignment, t, student: true);
+                Tensor teacher = AlignedRows(name, c.Teacher.Logits, batch.TeacherLabels, batch.TeacherLabelRows, batch.Alignment, t, student: false);
                 return batch.Alignment.Spans.Count == 0 ? c.Student.Logits.sum() * 0 : loss.forward(student, teacher);
             }, loss) { NeedsTeacherLogits = true, Temperature = temperature };
         });
     }
 
     /// <summary>One side's labelled rows as log-probabilities at temperature t, merged over the alignment's spans.</summary>
-    private static Tensor AlignedRows(string name, Tensor logits, Tensor labels, SpanAlignment alignment, double t, bool student)
+    private static Tensor AlignedRows(string name, Tensor logits, Tensor labels, Tensor? labelRows, SpanAlignment alignment, double t, bool student)
     {
         string side = student ? "student" : "teacher";
         if (logits.dim() != 3 || !logits.shape[..2].SequenceEqual(labels.shape))
@@ -75,7 +75,8 @@ public sealed partial class DistillationObjectiveBuilder
             throw new InvalidOperationException($"Term \"{name}\": the {side}'s logits {Shapes.Describe(logits.shape)} do not match its labels {Shapes.Describe(labels.shape)} ([B, S, V] against [B, S]).");
         }
         Tensor flatLabels = labels.reshape(-1);
-        Tensor rows = flatLabels.ne(Labels.IgnoreIndex).nonzero().squeeze(1);
+        // The batch's own row indices when it has them: finding them here (nonzero) would wait for the device every step.
+        Tensor rows = labelRows ?? flatLabels.ne(Labels.IgnoreIndex).nonzero().squeeze(1);
         long expected = student ? alignment.StudentRows : alignment.TeacherRows;
         if (rows.shape[0] != expected)
         {

@@ -19,7 +19,11 @@ internal static class BatchPlacement
         {
             Tensor t => t.to(device),
             TokenBatch b => On(b, device), // example indices are read on the host
-            CrossTokenizer.CrossTokenizerBatch c => new CrossTokenizer.CrossTokenizerBatch(On(c.Student, device), On(c.Teacher, device), c.StudentLabels.to(device), c.TeacherLabels.to(device), c.Alignment),
+            CrossTokenizer.CrossTokenizerBatch c => new CrossTokenizer.CrossTokenizerBatch(On(c.Student, device), On(c.Teacher, device), c.StudentLabels.to(device), c.TeacherLabels.to(device), c.Alignment)
+            {
+                StudentLabelRows = c.StudentLabelRows?.to(device),
+                TeacherLabelRows = c.TeacherLabelRows?.to(device),
+            },
             var other => other,
         };
         return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device))
@@ -57,6 +61,8 @@ internal static class BatchPlacement
                 Dispose(c.Teacher);
                 c.StudentLabels.Dispose();
                 c.TeacherLabels.Dispose();
+                c.StudentLabelRows?.Dispose();
+                c.TeacherLabelRows?.Dispose();
                 break;
         }
         batch.Labels?.Dispose();

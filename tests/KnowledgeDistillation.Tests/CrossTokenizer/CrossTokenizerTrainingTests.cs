@@ -73,6 +73,31 @@ public sealed class CrossTokenizerTrainingTests
         ((Action)(() => CrossTokenizerBatch.Create([new CrossTokenizedText([1], [1], [1, 2], [1, 0])], 0, 0))).Should().Throw<ArgumentException>().WithMessage("*Text 0 has 1 student and 2 teacher tokens*");
     }
 
+    [Fact]
+    public void A_batch_knows_its_labelled_rows_and_the_terms_read_them_as_they_would_find_them()
+    {
+        // Student sides of 3 and 5 tokens (width 4): rows 0–1 and 4–7; teacher sides of 4 and 2 bytes (width 3): rows 0–2 and 3.
+        var texts = new List<CrossTokenizedText> { new([1, 2, 3], [1, 1, 2], [1, 2, 3, 4], [1, 1, 1, 1]), new([1, 2, 3, 4, 5], [0, 1, 1, 0, 0], [5, 6], [1, 1]) };
+        CrossTokenizerBatch batch = CrossTokenizerBatch.Create(texts, 0, 0).Inputs;
+        batch.StudentLabelRows!.data<long>().ToArray().Should().Equal(0, 1, 4, 5, 6, 7);
+        batch.TeacherLabelRows!.data<long>().ToArray().Should().Equal(0, 1, 2, 3);
+
+        // The same training with the rows and without them (the term then finds them from the labels) ends at the same weights.
+        var results = new List<float[]>();
+        foreach (bool known in new[] { true, false })
+        {
+            manual_seed(14);
+            var teacher = new GptModel(new GptConfig { VocabSize = 256, ContextLength = 40, Width = 16, Heads = 2, Layers = 1, Dropout = 0 });
+            var student = new GptModel(new GptConfig { VocabSize = 703, ContextLength = 40, Width = 16, Heads = 2, Layers = 1, Dropout = 0 });
+            List<DistillationBatch<CrossTokenizerBatch>> data = Batches().Select(b => known ? b
+                : new DistillationBatch<CrossTokenizerBatch>(b.Inputs with { StudentLabelRows = null, TeacherLabelRows = null }, b.Labels)).ToList();
+            new DistillationTrainer<CrossTokenizerBatch>(CrossTokenizerModels.Teacher(teacher), CrossTokenizerModels.Student(student),
+                DistillationObjective.Create().HardTargets(0.5).UniversalLogitDistillation(1.0).Build(), TrainingFixtures.Options(3)).Train(data);
+            results.Add(student.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray());
+        }
+        results[0].Should().Equal(results[1]);
+    }
+
     private sealed class TermRecorder(string term, List<double> values) : IDistillationCallback
     {
         public void OnStepEnd(StepReport report, TrainerControl control) => values.Add(report.Terms[term]);
