@@ -20,10 +20,11 @@ var matchedOption = new Option<double?>("--matched-weight") { Description = "The
 var unmatchedOption = new Option<double?>("--unmatched-weight") { Description = "The hybrid's weight on the ULD part (default: 1 − the shared weight)." };
 var outputOption = new Option<string>("--output") { Description = "Folder for results.", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "cross-tokenizer") };
 var teacherOption = new Option<string>("--teacher-cache") { Description = "Where TinyGpt caches its teacher (trained here when absent).", DefaultValueFactory = _ => Path.Combine("artifacts", "samples", "tinygpt") };
+var teacherStepsOption = new Option<int>("--teacher-max-steps") { Description = "Cap on the teacher's constant-rate phase when it is trained here (TinyGpt's default).", DefaultValueFactory = _ => 12_000 };
 var deviceOption = SampleDevice.Option();
 var root = new RootCommand("Distil a byte-level teacher into GPT-2-tokenized students with ULD and the GOLD-style hybrid, in bits per byte.")
 {
-    quickOption, seedsOption, stepsOption, methodsOption, weightOption, temperatureOption, matchedOption, unmatchedOption, outputOption, teacherOption, deviceOption,
+    quickOption, seedsOption, stepsOption, methodsOption, weightOption, temperatureOption, matchedOption, unmatchedOption, outputOption, teacherOption, teacherStepsOption, deviceOption,
 };
 root.SetAction(parse =>
 {
@@ -41,7 +42,7 @@ root.SetAction(parse =>
         var settings = new Settings(parse.GetValue(stepsOption) ?? (quick ? 6 : 400), quick ? 1 : Math.Max(1, parse.GetValue(seedsOption)), methods,
             parse.GetValue(weightOption), parse.GetValue(temperatureOption), parse.GetValue(matchedOption), parse.GetValue(unmatchedOption),
             quick ? 64 : 500, quick ? 64 : 1000, device);
-        return Run.Execute(settings, quick, parse.GetValue(outputOption)!, parse.GetValue(teacherOption)!);
+        return Run.Execute(settings, quick, parse.GetValue(outputOption)!, parse.GetValue(teacherOption)!, parse.GetValue(teacherStepsOption));
     }
     catch (Exception e)
     {

@@ -14,7 +14,7 @@ internal static class Run
 
     private static readonly System.Text.Json.JsonSerializerOptions JsonLines = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
 
-    public static int Execute(Settings settings, bool quick, string output, string teacherCache)
+    public static int Execute(Settings settings, bool quick, string output, string teacherCache, int teacherMaxSteps)
     {
         Corpus corpus = Corpus.Load(null);
         var gpt2 = Gpt2Vocabulary.Load();
@@ -24,7 +24,7 @@ internal static class Run
             $"({validation.Average(t => t.StudentIds.Length):0.0} GPT-2 tokens each on average)");
 
         // TinyGpt's teacher, trained (or read from its cache) by TinyGpt's own code.
-        var tinySettings = new TinyGpt.Settings(null, teacherCache, quick, QuickTeacherSteps: 200, TeacherMaxSteps: 12_000, StudentSteps: 1, Seeds: 1,
+        var tinySettings = new TinyGpt.Settings(null, teacherCache, quick, QuickTeacherSteps: 200, TeacherMaxSteps: teacherMaxSteps, StudentSteps: 1, Seeds: 1,
             ValidationBatches: quick ? 10 : 40, TestBatches: 10, new Recipe(1, 1, 0), settings.Device, []);
         var byteBatches = new TextBatches(corpus, 64, 32);
         (GptModel teacher, TeacherRecord record, _) = new TeacherTraining(tinySettings, TinyGpt.Experiment.TeacherConfig).TrainOrLoad(byteBatches, byteBatches.Validation(tinySettings.ValidationBatches));
