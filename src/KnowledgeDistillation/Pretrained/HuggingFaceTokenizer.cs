@@ -124,11 +124,7 @@ public sealed class HuggingFaceTokenizer : Tokenizer
     private byte[] BytesOf(string token)
     {
         if (_parts.ByteLevel && token.All(c => ByteAlphabet.ByteOfChar.ContainsKey(c))) return token.Select(c => ByteAlphabet.ByteOfChar[c]).ToArray();
-        if (token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>' &&
-            byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b))
-        {
-            return [b];
-        }
+        if (ByteFallbackToken.TryParse(token, out byte b)) return [b];
         if (ModelType == "WordPiece" && token.StartsWith("##", StringComparison.Ordinal) && token.Length > 2) token = token[2..];
         return Encoding.UTF8.GetBytes(token.Replace('\u2581', ' '));
     }

@@ -39,7 +39,7 @@ internal sealed class BpeModel : TokenModel
         if (byteFallback)
         {
             _byteIds = new int[256];
-            for (int b = 0; b < 256; b++) _byteIds[b] = vocabulary.TryGetValue($"<0x{b:X2}>", out int id) ? id : -1;
+            for (int b = 0; b < 256; b++) _byteIds[b] = vocabulary.TryGetValue(ByteFallbackToken.Name((byte)b), out int id) ? id : -1;
         }
     }
 

@@ -61,7 +61,7 @@ internal sealed class ByteFallbackDecoder : TokenDecoder
         }
         foreach (string token in tokens)
         {
-            if (token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>' && byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b))
+            if (ByteFallbackToken.TryParse(token, out byte b))
             {
                 run.Add(b);
                 continue;

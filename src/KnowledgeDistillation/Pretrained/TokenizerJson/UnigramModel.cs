@@ -111,7 +111,7 @@ internal sealed class UnigramModel : TokenModel
         var ids = new int[utf8.Length];
         for (int k = 0; k < utf8.Length; k++)
         {
-            if (!Vocabulary.TryGetValue($"<0x{utf8[k]:X2}>", out ids[k])) return null;
+            if (!Vocabulary.TryGetValue(ByteFallbackToken.Name(utf8[k]), out ids[k])) return null;
         }
         return ids;
     }
