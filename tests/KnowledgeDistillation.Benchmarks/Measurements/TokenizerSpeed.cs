@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
-using System.Text.Json;
 using KnowledgeDistillation.Pretrained;
+using KnowledgeDistillation.TokenizerReference;
 
 namespace KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -16,10 +16,7 @@ internal static class TokenizerSpeed
 {
     public static int Run(string corpusPath, IReadOnlyList<string> namedPaths, int repeats = 5)
     {
-        using JsonDocument corpus = JsonDocument.Parse(File.ReadAllBytes(corpusPath));
-        string[] texts = corpus.RootElement.GetProperty("texts").EnumerateArray()
-            .Select(t => t.ValueKind == JsonValueKind.Array ? new string(t.EnumerateArray().Select(c => (char)c.GetInt32()).ToArray()) : t.GetString()!)
-            .ToArray();
+        string[] texts = TokenizerCorpus.Read(corpusPath);
         const int warmUp = 300;
         double megabytes = texts.Skip(warmUp).Sum(t => Encoding.UTF8.GetByteCount(t)) / 1e6;
         foreach (string named in namedPaths)

@@ -2,6 +2,7 @@ using System.Formats.Tar;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text.Json;
+using KnowledgeDistillation.TokenizerReference;
 
 namespace KnowledgeDistillation.Tests.Pretrained.TokenizerJson;
 
@@ -100,14 +101,7 @@ internal static class RealTokenizerFiles
 /// <summary>The committed corpus and the Rust library's output for it.</summary>
 internal static class ReferenceCases
 {
-    private static readonly Lazy<string[]> LazyTexts = new(() =>
-    {
-        using JsonDocument corpus = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(RealTokenizerFiles.FixtureFolder, "corpus.json")));
-        // A text stored as an array is UTF-16 code units: the lone surrogates no JSON reader here accepts as a string.
-        return corpus.RootElement.GetProperty("texts").EnumerateArray()
-            .Select(t => t.ValueKind == JsonValueKind.Array ? new string(t.EnumerateArray().Select(c => (char)c.GetInt32()).ToArray()) : t.GetString()!)
-            .ToArray();
-    });
+    private static readonly Lazy<string[]> LazyTexts = new(() => TokenizerCorpus.Read(Path.Combine(RealTokenizerFiles.FixtureFolder, "corpus.json")));
 
     public static string[] Texts => LazyTexts.Value;
 
