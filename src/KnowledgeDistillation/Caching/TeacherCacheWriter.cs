@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using KnowledgeDistillation.Models;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Caching;
@@ -134,11 +135,9 @@ public sealed class TeacherCacheWriter : IDisposable
             _examples += examples;
             return;
         }
-        Tensor probabilities = (teacherLogits.detach().to(ScalarType.Float32) / _temperature).softmax(-1).reshape(examples, rows, classes);
-        (Tensor top, Tensor indices) = probabilities.topk(_k, dim: -1);
-        // The mass of every other class; exactly 0 when every class is kept (rounding would otherwise leave ~1e-8 there).
-        Tensor tail = _k == classes ? zeros_like(top.narrow(-1, 0, 1)) : (probabilities.sum(-1, keepdim: true) - top.sum(-1, keepdim: true)).clamp_min(0);
-        byte[] values = cat([top, tail], -1).to(ScalarType.Float16).cpu().contiguous().bytes.ToArray();
+        using TopKTargets targets = TopKTargets.FromLogits(teacherLogits.reshape(examples, rows, classes), _k, _temperature);
+        Tensor indices = targets.Indices;
+        byte[] values = targets.Probabilities.to(ScalarType.Float16).cpu().contiguous().bytes.ToArray();
         byte[] classIds = (_shape.IndexBytes == 2
             ? (indices - indices.ge(32768).to(ScalarType.Int64) * 65536).to(ScalarType.Int16) // uint16 stored in int16's bits
             : indices.to(ScalarType.Int32)).cpu().contiguous().bytes.ToArray();

@@ -42,6 +42,35 @@ public sealed class TopKTargets : IDisposable
         Temperature = Temperatures.Require(temperature, nameof(temperature));
     }
 
+    /// <summary>
+    /// The targets of <paramref name="logits"/> as a teacher cache stores them: softmax(z / T) in float32 over the last
+    /// dimension, its <paramref name="k"/> largest probabilities and their classes, and the mass of all other classes
+    /// (exactly 0 when every class is kept). A teacher cache and a teacher server both compute their rows here, so a
+    /// student reads the same targets from either.
+    /// </summary>
+    /// <param name="logits">Floating-point logits <c>[..., C]</c>.</param>
+    /// <param name="k">Classes kept per row, 1 … C.</param>
+    /// <param name="temperature">T of softmax(z / T).</param>
+    /// <exception cref="ArgumentException">The logits are not floating point with at least one class, or k is outside 1 … C.</exception>
+    public static TopKTargets FromLogits(Tensor logits, int k, double temperature)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        if (!logits.is_floating_point() || logits.dim() < 1 || logits.shape[^1] < 1)
+        {
+            throw new ArgumentException($"logits must be floating-point [..., C] with C ≥ 1; got {logits.dtype} {Shapes.Describe(logits.shape)}.", nameof(logits));
+        }
+        long classes = logits.shape[^1];
+        if (k < 1 || k > classes) throw new ArgumentOutOfRangeException(nameof(k), k, $"k must be 1 … {classes} (the logits' class count).");
+        Temperatures.Require(temperature, nameof(temperature));
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        Tensor probabilities = (logits.detach().to(ScalarType.Float32) / temperature).softmax(-1);
+        (Tensor top, Tensor indices) = probabilities.topk(k, dim: -1);
+        // Rounding would leave ~1e-8 in the tail when every class is kept; it is exactly 0 then.
+        Tensor tail = k == classes ? zeros_like(top.narrow(-1, 0, 1)) : (probabilities.sum(-1, keepdim: true) - top.sum(-1, keepdim: true)).clamp_min(0);
+        return new TopKTargets(cat([top, tail], -1).MoveToOuterDisposeScope(), indices.MoveToOuterDisposeScope(), temperature);
+    }
+
     /// <summary>float32 <c>[..., k + 1]</c>: the k top probabilities, then the tail mass.</summary>
     public Tensor Probabilities { get; }
 
