@@ -12,6 +12,9 @@ internal static class BuildFacts
     /// <summary>The crash-and-resume harness the tests start and kill.</summary>
     public static string CrashHarness => Metadata("CrashHarness");
 
+    /// <summary>The teacher server host (samples/TeacherServer) the remote-teacher tests start and kill.</summary>
+    public static string TeacherServerHost => Metadata("TeacherServerHost");
+
     /// <summary>The TorchSharp version the tests are built against (also pinned in Directory.Packages.props).</summary>
     public const string TorchSharpVersion = "0.107.0";
 

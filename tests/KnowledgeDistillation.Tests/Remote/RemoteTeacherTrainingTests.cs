@@ -98,6 +98,45 @@ public sealed class RemoteTeacherTrainingTests
     }
 
     [Fact]
+    public void Two_server_processes_one_killed_mid_run_and_restarted_lose_no_step_and_the_weights_equal_an_uninterrupted_run()
+    {
+        GptModel teacher = Teacher(3);
+        List<DistillationBatch<TokenBatch>> data = Batches(4);
+        float[] cached = TrainFromCache(teacher, data);
+        using var folder = new TemporaryFolder();
+        KnowledgeDistillation.Pretrained.PretrainedFolder.Save(teacher, folder.PathOf("teacher"));
+        string[] serve = ["--model", folder.PathOf("teacher"), "--top-k", $"{K}", "--temperature", $"{T}"];
+
+        int firstPort = ServerProcess.FreePort(), secondPort = ServerProcess.FreePort();
+        ServerProcess first = ServerProcess.Start(firstPort, serve);
+        using ServerProcess second = ServerProcess.Start(secondPort, serve);
+        ServerProcess? restarted = null;
+        try
+        {
+            first.Banner.Should().Contain(TeacherFingerprint.Of(teacher, TeacherCacheContent.TopKProbabilities, K, T), "the saved folder holds the same weights");
+            using var remote = RemoteTeacher.ForTokens(new RemoteTeacherOptions { Endpoints = [first.Url, second.Url], RetryDelay = TimeSpan.FromMilliseconds(20) });
+            GptModel student = Student(5);
+            var steps = new List<long>();
+            var faults = new FaultInjector(step =>
+            {
+                steps.Add(step);
+                if (step == 2) first.Kill();
+                if (step == 5) restarted = ServerProcess.Start(firstPort, serve);
+            });
+            new DistillationTrainer<TokenBatch>(remote, student, Objective(), Training.TrainingFixtures.Options(Steps)).Train(data, callbacks: [faults]);
+
+            steps.Should().Equal(Enumerable.Range(1, Steps).Select(s => (long)s), "every step runs once, in order");
+            remote.Retries.Should().BeGreaterThan(0, "requests to the killed process failed and went to the other");
+            Weights(student).Zip(cached).Max(p => Math.Abs(p.First - p.Second)).Should().BeLessThanOrEqualTo(1e-6f);
+        }
+        finally
+        {
+            first.Dispose();
+            restarted?.Dispose();
+        }
+    }
+
+    [Fact]
     public async Task A_replica_that_serves_another_teacher_or_other_settings_is_refused_by_name()
     {
         RunningServer right = RunningServer.Start(Teacher(3), Options(K, T)), otherWeights = RunningServer.Start(Teacher(4), Options(K, T)),
