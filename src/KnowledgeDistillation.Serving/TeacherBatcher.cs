@@ -21,8 +21,10 @@ public sealed class TeacherBatcher : BackgroundService
     private readonly List<Pending> _held = [];
 
     /// <summary>Creates the batcher for the served teacher.</summary>
-    public TeacherBatcher(ServedTeacher teacher, TeacherServerMetrics metrics, ILogger<TeacherBatcher> logger)
+    public TeacherBatcher(ServedTeacher teacher, TeacherServerMetrics metrics, ILogger<TeacherBatcher> logger, IHostApplicationLifetime lifetime)
     {
+        // Readiness turns 503 as soon as shutdown begins, so a load balancer stops sending while the queue drains.
+        lifetime.ApplicationStopping.Register(() => Stopping = true);
         _teacher = teacher;
         _metrics = metrics;
         _logger = logger;
@@ -35,6 +37,12 @@ public sealed class TeacherBatcher : BackgroundService
     /// <summary>Whether the worker is taking requests (false before it starts and once the server stops).</summary>
     public bool Accepting { get; private set; }
 
+    /// <summary>Whether shutdown has begun (requests are still answered until the worker stops).</summary>
+    public bool Stopping { get; private set; }
+
+    /// <summary>Whether a load balancer should send requests here: taking them, and not shutting down.</summary>
+    public bool Ready => Accepting && !Stopping;
+
     /// <summary>Queues a request; null when the queue is full or the server is stopping (answer 503).</summary>
     public Task<byte[]>? Enqueue(TokenBatch batch)
     {
@@ -43,9 +51,16 @@ public sealed class TeacherBatcher : BackgroundService
     }
 
     /// <inheritdoc />
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Set here, not in ExecuteAsync, which .NET 10 starts on another thread after StartAsync returns.
+        Accepting = true;
+        return base.StartAsync(cancellationToken);
+    }
+
+    /// <inheritdoc />
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        Accepting = true;
         // TorchSharp work on one dedicated thread: forward passes never overlap, and none blocks the request threads.
         return Task.Factory.StartNew(() => Work(stoppingToken), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }

@@ -52,7 +52,7 @@ public static class TeacherServer
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         endpoints.MapGet("/healthz", () => Results.Text("ok"));
-        endpoints.MapGet("/readyz", (TeacherBatcher batcher) => batcher.Accepting ? Results.Text("ready") : Results.Text("not ready", statusCode: 503));
+        endpoints.MapGet("/readyz", (TeacherBatcher batcher) => batcher.Ready ? Results.Text("ready") : Results.Text("not ready", statusCode: 503));
         endpoints.MapGet("/metrics", (TeacherBatcher batcher, TeacherServerMetrics metrics) => Results.Json(metrics.Snapshot(batcher.Queued), Json));
         endpoints.MapGet("/v1/teacher", (HttpContext context, ServedTeacher teacher, TeacherServerMetrics metrics) =>
             Authorized(context, teacher, metrics) ?? Results.Json(teacher.Description, Json));
