@@ -175,6 +175,13 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
         return output;
     }
 
+    /// <summary>
+    /// This teacher, recorded into a teacher cache at <paramref name="cachePath"/> during the first (in-order) pass over
+    /// <paramref name="examples"/> examples and read from it afterwards (<see cref="RecordingTeacher{TInput}"/>).
+    /// </summary>
+    public RecordingTeacher<TInput> RecordingTo(string cachePath, long examples, Func<TInput, Tensor> exampleIndices) =>
+        new(this, cachePath, examples, Connect().Classes, exampleIndices);
+
     private void Authorize(HttpRequestMessage request)
     {
         if (_options.ApiKey is { } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);

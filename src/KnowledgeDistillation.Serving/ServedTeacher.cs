@@ -37,9 +37,29 @@ public sealed class ServedTeacher
             }
             fingerprint = TeacherFingerprint.Of(options.Identity, options.Content, options.TopK, options.Temperature);
         }
+        long classes = OutputWidth(model);
+        if (options.Content == TeacherCacheContent.TopKProbabilities && options.TopK > classes)
+        {
+            throw new ArgumentException($"TeacherServerOptions.TopK must not exceed the teacher's {classes} classes; got {options.TopK}.", nameof(options));
+        }
         Description = new TeacherDescription(fingerprint, options.ModelName ?? model.GetType().Name, options.Content,
             options.Content == TeacherCacheContent.TopKProbabilities ? options.TopK : 0, options.Content == TeacherCacheContent.TopKProbabilities ? options.Temperature : 1.0,
-            options.VocabularySize, options.MaxSequencesPerRequest, options.MaxSequenceLength);
+            classes, options.VocabularySize, options.MaxSequencesPerRequest, options.MaxSequenceLength);
+    }
+
+    /// <summary>The teacher's output width, from one forward pass on a single token (id 0).</summary>
+    private static long OutputWidth(IDistillationModel<TokenBatch> model)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        try
+        {
+            return model.Run(new TokenBatch(zeros(1, 1, ScalarType.Int64)), new OutputRequest()).Logits.shape[^1];
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new InvalidOperationException($"The teacher could not run on one token (id 0), which the server does to learn its output width: {e.Message}", e);
+        }
     }
 
     /// <summary>The server's settings.</summary>

@@ -12,13 +12,15 @@ namespace KnowledgeDistillation.Serving;
 /// up to <see cref="TeacherServerOptions.MaxBatchSequences"/>, and runs them as one forward pass. On shutdown it
 /// answers every request already queued before it stops.
 /// </summary>
-public sealed class TeacherBatcher : BackgroundService
+public sealed class TeacherBatcher : IHostedService, IDisposable
 {
     private readonly ServedTeacher _teacher;
     private readonly TeacherServerMetrics _metrics;
     private readonly ILogger<TeacherBatcher> _logger;
     private readonly Channel<Pending> _queue;
     private readonly List<Pending> _held = [];
+    private readonly CancellationTokenSource _stopping = new();
+    private Thread? _worker;
 
     /// <summary>Creates the batcher for the served teacher.</summary>
     public TeacherBatcher(ServedTeacher teacher, TeacherServerMetrics metrics, ILogger<TeacherBatcher> logger, IHostApplicationLifetime lifetime)
@@ -50,20 +52,28 @@ public sealed class TeacherBatcher : BackgroundService
         return Accepting && _queue.Writer.TryWrite(pending) ? pending.Answer.Task : null;
     }
 
-    /// <inheritdoc />
-    public override Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>Starts the worker: TorchSharp work on one dedicated thread, so forward passes never overlap and none blocks a request thread.</summary>
+    public Task StartAsync(CancellationToken cancellationToken)
     {
-        // Set here, not in ExecuteAsync, which .NET 10 starts on another thread after StartAsync returns.
+        if (_worker is not null) throw new InvalidOperationException("The batcher has already started.");
         Accepting = true;
-        return base.StartAsync(cancellationToken);
+        // A thread of its own, started here: a worker scheduled for later (BackgroundService) never runs if stopping
+        // comes first, and the requests already queued would wait forever.
+        _worker = new Thread(() => Work(_stopping.Token)) { IsBackground = true, Name = "teacher-batcher" };
+        _worker.Start();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Stops taking requests, answers those queued, and waits for the worker (or for <paramref name="cancellationToken"/>).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopping.Cancel();
+        if (_worker is not { } worker) return;
+        while (worker.IsAlive && !cancellationToken.IsCancellationRequested) await Task.Delay(10, CancellationToken.None);
     }
 
     /// <inheritdoc />
-    protected override Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        // TorchSharp work on one dedicated thread: forward passes never overlap, and none blocks the request threads.
-        return Task.Factory.StartNew(() => Work(stoppingToken), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-    }
+    public void Dispose() => _stopping.Cancel();
 
     private void Work(CancellationToken stopping)
     {

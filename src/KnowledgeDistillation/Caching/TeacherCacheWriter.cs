@@ -69,7 +69,7 @@ public sealed class TeacherCacheWriter : IDisposable
     /// receive exactly the examples <see cref="TeacherCacheShard.RangeOf"/> gives (none, when there are more shards than
     /// examples: <see cref="Complete"/> then writes an empty shard). The header records the shard and the set, so
     /// <see cref="TeacherCache.Open"/> and <see cref="TeacherCache.Merge"/> accept exactly the complete set in order.
-    /// Call before the first <see cref="Append"/>.
+    /// Call before the first <see cref="Append(Tensor)"/>.
     /// </summary>
     /// <returns>This writer.</returns>
     public TeacherCacheWriter ForShard(TeacherCacheShard shard, long setExamples)
@@ -86,7 +86,7 @@ public sealed class TeacherCacheWriter : IDisposable
     /// Records what produced the outputs — the teacher and its version, the transfer set — as the SHA-256 of
     /// <paramref name="identity"/>. Shards (and the caches a run expects) with different identities are refused
     /// together, so a restart with a changed teacher cannot mix its outputs with the old teacher's. Call before the
-    /// first <see cref="Append"/>.
+    /// first <see cref="Append(Tensor)"/>.
     /// </summary>
     /// <returns>This writer.</returns>
     public TeacherCacheWriter WithIdentity(string identity)
@@ -112,18 +112,7 @@ public sealed class TeacherCacheWriter : IDisposable
         }
         int rank = (int)teacherLogits.dim();
         long rows = rank == 3 ? teacherLogits.shape[1] : 1, classes = teacherLogits.shape[^1];
-        if (_shape is null)
-        {
-            if (_content != TeacherCacheContent.TopKProbabilities) _shape = TeacherCacheHeader.ForValues(rows, classes, rank, _content);
-            else if (_k > classes) throw new ArgumentException($"topK ({_k}) must not exceed the class count; the logits have {classes} classes.", nameof(teacherLogits));
-            else _shape = new TeacherCacheHeader(0, rows, classes, _k, TeacherCacheHeader.IndexBytesFor(classes), rank, _temperature);
-            Open();
-        }
-        else if (rank != _shape.Rank || rows != _shape.RowsPerExample || classes != _shape.Classes)
-        {
-            string expected = _shape.Rank == 3 ? $"[B, {_shape.RowsPerExample}, {_shape.Classes}]" : $"[N, {_shape.Classes}]";
-            throw new ArgumentException($"teacherLogits must be {expected} like the first batch; got {Shapes.Describe(teacherLogits.shape)}.", nameof(teacherLogits));
-        }
+        RequireShape(rank, rows, classes, nameof(teacherLogits), "teacherLogits", "the logits", Shapes.Describe(teacherLogits.shape));
 
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
@@ -136,9 +125,56 @@ public sealed class TeacherCacheWriter : IDisposable
             return;
         }
         using TopKTargets targets = TopKTargets.FromLogits(teacherLogits.reshape(examples, rows, classes), _k, _temperature);
-        Tensor indices = targets.Indices;
+        WriteTopK(targets, examples);
+    }
+
+    /// <summary>
+    /// Appends top-k targets computed elsewhere — a teacher server's answer, another cache's rows — for the next
+    /// examples: <c>[N, k + 1]</c> / <c>[N, k]</c> or <c>[B, S, k + 1]</c> / <c>[B, S, k]</c>, at this cache's k and
+    /// temperature, over <paramref name="classes"/> classes. Stored as float16, as <see cref="Append(Tensor)"/> stores its rows.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This is a values cache.</exception>
+    /// <exception cref="ArgumentException">The targets' k or temperature differ from the cache's, or their rank, rows or class count differ from the first batch's.</exception>
+    public void Append(TopKTargets targets, long classes)
+    {
+        ArgumentNullException.ThrowIfNull(targets);
+        if (_closed is not null) throw new ObjectDisposedException(nameof(TeacherCacheWriter), _closed);
+        if (_content != TeacherCacheContent.TopKProbabilities) throw new InvalidOperationException($"This is a values cache ({_content}); top-k targets go into a top-k cache.");
+        if (targets.K != _k || targets.Temperature != _temperature)
+        {
+            throw new ArgumentException($"The targets hold top-{targets.K} at T = {targets.Temperature:R}; this cache stores top-{_k} at T = {_temperature:R}.", nameof(targets));
+        }
+        int rank = (int)targets.Indices.dim();
+        if (rank is not (2 or 3)) throw new ArgumentException($"Targets must be [N, k] or [B, S, k]; got indices {Shapes.Describe(targets.Indices.shape)}.", nameof(targets));
+        long targetRows = rank == 3 ? targets.Indices.shape[1] : 1;
+        RequireShape(rank, targetRows, classes, nameof(targets), "The targets", "the targets", rank == 3 ? $"[B, {targetRows}, {classes}]" : $"[N, {classes}]");
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        WriteTopK(targets, targets.Indices.shape[0]);
+    }
+
+    /// <summary>Fixes the cache's shape on the first batch (and opens the file); later batches must match it.</summary>
+    private void RequireShape(int rank, long rows, long classes, string parameter, string subject, string described, string actual)
+    {
+        if (_shape is null)
+        {
+            if (_content != TeacherCacheContent.TopKProbabilities) _shape = TeacherCacheHeader.ForValues(rows, classes, rank, _content);
+            else if (_k > classes) throw new ArgumentException($"topK ({_k}) must not exceed the class count; {described} have {classes} classes.", parameter);
+            else _shape = new TeacherCacheHeader(0, rows, classes, _k, TeacherCacheHeader.IndexBytesFor(classes), rank, _temperature);
+            Open();
+        }
+        else if (rank != _shape.Rank || rows != _shape.RowsPerExample || classes != _shape.Classes)
+        {
+            string expected = _shape.Rank == 3 ? $"[B, {_shape.RowsPerExample}, {_shape.Classes}]" : $"[N, {_shape.Classes}]";
+            throw new ArgumentException($"{subject} must be {expected} like the first batch; got {actual}.", parameter);
+        }
+    }
+
+    private void WriteTopK(TopKTargets targets, long examples)
+    {
+        Tensor indices = targets.Indices.to(ScalarType.Int64);
         byte[] values = targets.Probabilities.to(ScalarType.Float16).cpu().contiguous().bytes.ToArray();
-        byte[] classIds = (_shape.IndexBytes == 2
+        byte[] classIds = (_shape!.IndexBytes == 2
             ? (indices - indices.ge(32768).to(ScalarType.Int64) * 65536).to(ScalarType.Int16) // uint16 stored in int16's bits
             : indices.to(ScalarType.Int32)).cpu().contiguous().bytes.ToArray();
 

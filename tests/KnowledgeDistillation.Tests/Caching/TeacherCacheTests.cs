@@ -161,4 +161,33 @@ public class TeacherCacheTests
         FluentActions.Invoking(() => TeacherCache.Open(other)).Should().Throw<InvalidDataException>().WithMessage("*not a teacher cache*");
         FluentActions.Invoking(() => TeacherCache.Open(folder.PathOf("missing.kdtc"))).Should().Throw<FileNotFoundException>().WithMessage("*missing.kdtc*");
     }
+
+    [Fact]
+    public void Top_k_targets_appended_directly_write_the_bytes_that_appending_their_logits_writes_and_other_settings_are_refused()
+    {
+        using var folder = new TemporaryFolder();
+        manual_seed(17);
+        Tensor first = randn(3, 5, 70_000), second = randn(2, 5, 70_000);
+        using (var fromLogits = new TeacherCacheWriter(folder.PathOf("logits.kdtc"), 6, 1.5))
+        {
+            fromLogits.Append(first);
+            fromLogits.Append(second);
+            fromLogits.Complete();
+        }
+        using (var fromTargets = new TeacherCacheWriter(folder.PathOf("targets.kdtc"), 6, 1.5))
+        {
+            foreach (Tensor logits in new[] { first, second })
+            {
+                using KnowledgeDistillation.Models.TopKTargets targets = KnowledgeDistillation.Models.TopKTargets.FromLogits(logits, 6, 1.5);
+                fromTargets.Append(targets, 70_000);
+            }
+            using KnowledgeDistillation.Models.TopKTargets colder = KnowledgeDistillation.Models.TopKTargets.FromLogits(first, 6, 1.0), wider = KnowledgeDistillation.Models.TopKTargets.FromLogits(first, 7, 1.5);
+            ((Action)(() => fromTargets.Append(colder, 70_000))).Should().Throw<ArgumentException>().WithMessage("The targets hold top-6 at T = 1; this cache stores top-6 at T = 1.5.*");
+            ((Action)(() => fromTargets.Append(wider, 70_000))).Should().Throw<ArgumentException>().WithMessage("The targets hold top-7 at T = 1.5*");
+            using KnowledgeDistillation.Models.TopKTargets same = KnowledgeDistillation.Models.TopKTargets.FromLogits(first, 6, 1.5);
+            ((Action)(() => fromTargets.Append(same, 60_000))).Should().Throw<ArgumentException>().WithMessage("The targets must be [B, 5, 70000] like the first batch; got [B, 5, 60000].*");
+            fromTargets.Complete();
+        }
+        File.ReadAllBytes(folder.PathOf("targets.kdtc")).Should().Equal(File.ReadAllBytes(folder.PathOf("logits.kdtc")));
+    }
 }

@@ -162,6 +162,46 @@ public sealed class RemoteTeacherTrainingTests
         }
     }
 
+    [Fact]
+    public async Task Recording_the_first_epoch_into_a_cache_asks_the_server_once_per_batch_and_trains_as_the_cache_does()
+    {
+        GptModel teacher = Teacher(3);
+        List<DistillationBatch<TokenBatch>> data = Batches(4);
+        float[] cached = TrainFromCache(teacher, data);
+        RunningServer server = RunningServer.Start(teacher, Options(K, T));
+        using var folder = new TemporaryFolder();
+        try
+        {
+            using var remote = RemoteTeacher.ForTokens(new RemoteTeacherOptions { Endpoints = [server.Url] });
+            using (RecordingTeacher<TokenBatch> recording = remote.RecordingTo(folder.PathOf("recorded.kdtc"), 16, b => b.ExampleIndices!))
+            {
+                GptModel student = Student(5);
+                new DistillationTrainer<TokenBatch>(recording, student, Objective(), Training.TrainingFixtures.Options(Steps)).Train(data); // 2 epochs of 4 batches
+                recording.IsComplete.Should().BeTrue();
+                Weights(student).Zip(cached).Max(p => Math.Abs(p.First - p.Second)).Should().BeLessThanOrEqualTo(1e-6f);
+            }
+            Serving.TeacherServerMetrics metrics = (Serving.TeacherServerMetrics)server.App.Services.GetService(typeof(Serving.TeacherServerMetrics))!;
+            metrics.Snapshot(0).Requests.Should().Be(4, "the second epoch read the recorded cache");
+
+            // A later run finds the complete cache and never asks the server.
+            using (RecordingTeacher<TokenBatch> again = remote.RecordingTo(folder.PathOf("recorded.kdtc"), 16, b => b.ExampleIndices!))
+            {
+                again.IsComplete.Should().BeTrue();
+                new DistillationTrainer<TokenBatch>(again, Student(5), Objective(), Training.TrainingFixtures.Options(4)).Train(data);
+            }
+            metrics.Snapshot(0).Requests.Should().Be(4);
+
+            // Out of order in the first pass: refused, naming the example expected.
+            using RecordingTeacher<TokenBatch> shuffled = remote.RecordingTo(folder.PathOf("shuffled.kdtc"), 16, b => b.ExampleIndices!);
+            Action train = () => new DistillationTrainer<TokenBatch>(shuffled, Student(5), Objective(), Training.TrainingFixtures.Options(1)).Train([data[1]]);
+            train.Should().Throw<Exception>().Which.ToString().Should().Contain("example 0 was next, the batch gives 4 at position 0");
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
     private sealed class FaultInjector(Action<long> atStepEnd) : IDistillationCallback
     {
         public void OnStepEnd(StepReport report, TrainerControl control) => atStepEnd(report.Step);
