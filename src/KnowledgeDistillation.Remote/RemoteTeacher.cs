@@ -32,7 +32,7 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
     private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
     private TeacherDescription? _description;
     private Device _device = CPU;
-    private long _next;
+    private long _next, _retries;
 
     /// <summary>Creates the teacher; nothing is sent until <see cref="Connect"/> or the first batch.</summary>
     /// <param name="options">The replicas and the failure handling.</param>
@@ -65,7 +65,7 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
                 OnRetry = args =>
                 {
                     args.Outcome.Result?.Dispose();
-                    Retries++;
+                    Interlocked.Increment(ref _retries);
                     return default;
                 },
             });
@@ -78,7 +78,7 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
     public TeacherDescription? Description => _description;
 
     /// <summary>Attempts retried so far (any replica, any reason).</summary>
-    public long Retries { get; private set; }
+    public long Retries => Interlocked.Read(ref _retries);
 
     /// <summary>Top-k targets, or logits (the values) for a values server.</summary>
     public ModelOutputKinds Provides => Connect().Content == TeacherCacheContent.TopKProbabilities ? ModelOutputKinds.TopKTargets : ModelOutputKinds.Logits;

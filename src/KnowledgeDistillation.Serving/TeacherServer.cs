@@ -121,7 +121,7 @@ public static class TeacherServer
         {
             return ClientError(metrics, e.Message, StatusCodes.Status400BadRequest);
         }
-        long sequences = batch.InputIds.shape[0], rows = batch.InputIds.numel();
+        long sequences = batch.InputIds.shape[0], tokens = batch.InputIds.numel();
         Task<byte[]>? answer = batcher.Enqueue(batch);
         if (answer is null)
         {
@@ -142,7 +142,7 @@ public static class TeacherServer
             return Results.Text($"The teacher failed on this batch: {e.Message}", statusCode: StatusCodes.Status500InternalServerError);
         }
         context.Response.Headers[TeacherWire.FingerprintHeader] = teacher.Description.Fingerprint;
-        metrics.Answered(sequences, teacher.Options.Content == Caching.TeacherCacheContent.TopKProbabilities || rows != sequences ? rows : sequences, clock.Elapsed.TotalMilliseconds);
+        metrics.Answered(sequences, tokens, clock.Elapsed.TotalMilliseconds);
         return Results.Bytes(bytes, TeacherWire.ResponseContentType);
     }
 
