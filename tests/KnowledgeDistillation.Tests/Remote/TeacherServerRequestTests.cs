@@ -132,6 +132,58 @@ public sealed class TeacherServerRequestTests
     }
 
     [Fact]
+    public async Task A_client_that_sends_its_body_too_slowly_is_cut_off_while_others_are_answered()
+    {
+        RunningServer server = RunningServer.Start(Teacher(3), Options());
+        try
+        {
+            byte[] valid = ValidBody();
+            using var socket = new TcpClient("127.0.0.1", server.Url.Port);
+            NetworkStream stream = socket.GetStream();
+            stream.Write(Encoding.ASCII.GetBytes($"POST /v1/outputs HTTP/1.1\r\nHost: x\r\nContent-Type: {TeacherWire.RequestContentType}\r\nContent-Length: {valid.Length}\r\n\r\n"));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            Task<string> answer = Task.Run(async () =>
+            {
+                using var reader = new StreamReader(stream, Encoding.ASCII, leaveOpen: true);
+                try
+                {
+                    return await reader.ReadToEndAsync();
+                }
+                catch (IOException)
+                {
+                    return "";
+                }
+            });
+            // Two bytes a second: the whole body would take over a minute; the server allows 4 KB/s after a 5-second grace.
+            for (int i = 0; i < valid.Length && !answer.IsCompleted && clock.Elapsed < TimeSpan.FromSeconds(30); i++)
+            {
+                try
+                {
+                    await stream.WriteAsync(valid.AsMemory(i, 1));
+                }
+                catch (IOException)
+                {
+                    break;
+                }
+                await Task.Delay(500);
+                if (i == 4)
+                {
+                    using var client = new HttpClient();
+                    using HttpResponseMessage meanwhile = Post(client, server.Url, ValidBody(mask: false), key: null);
+                    meanwhile.StatusCode.Should().Be(HttpStatusCode.OK, "a slow client holds no one else up");
+                }
+            }
+            string response = await answer.WaitAsync(TimeSpan.FromSeconds(30));
+            clock.Elapsed.Should().BeLessThan(TimeSpan.FromSeconds(20), "the slow body is cut off after the grace period, not read to its end");
+            if (response.Length > 0) response.Should().StartWith("HTTP/1.1 408");
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task The_server_is_ready_while_it_runs_and_answers_the_requests_in_flight_before_it_stops()
     {
         RunningServer server = RunningServer.Start(Teacher(3), Options());
