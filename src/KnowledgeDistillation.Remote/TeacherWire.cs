@@ -49,6 +49,8 @@ public static class TeacherWire
         RequireSameShape(batch.TokenTypeIds, ids, "TokenTypeIds");
         int b = checked((int)ids.shape[0]), s = checked((int)ids.shape[1]);
         long cells = (long)b * s;
+        // Once per training step: the host copies below are temporaries, freed here rather than by the finalizer.
+        using var scope = NewDisposeScope();
         long[] idValues = ids.to(ScalarType.Int64).cpu().data<long>().ToArray();
         ushort flags = (ushort)((batch.AttentionMask is null ? 0 : MaskFlag) | (batch.TokenTypeIds is null ? 0 : TokenTypeFlag));
         long size = RequestHeaderBytes + 4 * cells + (batch.AttentionMask is null ? 0 : cells) + (batch.TokenTypeIds is null ? 0 : 4 * cells);
@@ -184,6 +186,7 @@ public static class TeacherWire
         int rank = (int)values.dim();
         if (rank is not (2 or 3) || !values.is_floating_point()) throw new ArgumentException($"Values must be floating-point [B, S, C] or [B, C]; got {values.dtype} [{string.Join(", ", values.shape)}].", nameof(values));
         int b = checked((int)values.shape[0]), rows = rank == 3 ? checked((int)values.shape[1]) : 1;
+        using var scope = NewDisposeScope();
         byte[] data = values.detach().to(content == TeacherCacheContent.Float16Values ? ScalarType.Float16 : ScalarType.Float32).cpu().contiguous().bytes.ToArray();
         var body = new byte[ResponseHeaderBytes + data.Length];
         WriteResponseHeader(body, content, rank, b, rows, values.shape[^1]);

@@ -72,7 +72,8 @@ public sealed class RecordingTeacher<TInput> : IDistillationModel<TInput>, ITopK
     public ModelOutput Run(TInput input, OutputRequest request)
     {
         if (_cached is not null) return _cached.Run(input, request);
-        long[] indices = _exampleIndices(input).to(ScalarType.Int64).cpu().data<long>().ToArray();
+        long[] indices;
+        using (NewDisposeScope()) indices = _exampleIndices(input).to(ScalarType.Int64).cpu().data<long>().ToArray();
         for (int i = 0; i < indices.Length; i++)
         {
             if (indices[i] != Recorded + i)
