@@ -18,6 +18,7 @@ var topKOption = new Option<int>("--top-k") { Description = "Classes sent per ro
 var temperatureOption = new Option<double>("--temperature") { Description = "T of softmax(z / T).", DefaultValueFactory = _ => 1.0 };
 var contentOption = new Option<string>("--content") { Description = "topk, float16 or float32 (values: pooled features or logits).", DefaultValueFactory = _ => "topk" };
 var poolingOption = new Option<string>("--pooling") { Description = "ONNX only: none, mean or cls pooling of the sequence output.", DefaultValueFactory = _ => "none" };
+var normalizeOption = new Option<bool>("--normalize") { Description = "ONNX only: divide the pooled output by its L2 norm (sentence-transformers' Normalize)." };
 var urlsOption = new Option<string[]>("--urls") { Description = "Addresses to listen on.", DefaultValueFactory = _ => ["http://127.0.0.1:8080"], AllowMultipleArgumentsPerToken = true };
 var keyOption = new Option<string>("--api-key-env") { Description = "Environment variable that holds the API key (none set: no key).", DefaultValueFactory = _ => "KD_TEACHER_API_KEY" };
 var batchOption = new Option<int>("--max-batch-sequences") { Description = "Sequences per forward pass, from concurrent requests.", DefaultValueFactory = _ => 64 };
@@ -26,7 +27,7 @@ var lengthOption = new Option<int>("--max-sequence-length") { Description = "Tok
 var threadsOption = new Option<int?>("--threads") { Description = "TorchSharp CPU threads (default: TorchSharp's)." };
 var root = new RootCommand("Serve a teacher's top-k probabilities (or values) over HTTP for KnowledgeDistillation.Remote.")
 {
-    modelOption, vocabularyOption, topKOption, temperatureOption, contentOption, poolingOption, urlsOption, keyOption, batchOption, windowOption, lengthOption, threadsOption,
+    modelOption, vocabularyOption, topKOption, temperatureOption, contentOption, poolingOption, normalizeOption, urlsOption, keyOption, batchOption, windowOption, lengthOption, threadsOption,
 };
 root.SetAction(async (parse, cancel) =>
 {
@@ -51,9 +52,13 @@ root.SetAction(async (parse, cancel) =>
             "cls" => SequencePooling.Cls,
             var other => throw new ArgumentException($"--pooling must be none, mean or cls; got \"{other}\"."),
         };
-        teacher = new OnnxTeacher(model, new OnnxTeacherOptions { Pooling = pooling });
+        teacher = new OnnxTeacher(model, new OnnxTeacherOptions { Pooling = pooling, Normalize = parse.GetValue(normalizeOption) });
         vocabulary = parse.GetValue(vocabularyOption) ?? throw new ArgumentException("--vocabulary-size is required for an ONNX teacher (its input ids must be checked against it).");
-        using (FileStream file = File.OpenRead(model)) identity = "onnx:" + Convert.ToHexString(SHA256.HashData(file)).ToLowerInvariant();
+        // The pooling and normalisation change what is served, so they are part of the identity the fingerprint covers.
+        using (FileStream file = File.OpenRead(model))
+        {
+            identity = $"onnx:{Convert.ToHexString(SHA256.HashData(file)).ToLowerInvariant()};pooling={pooling};normalize={parse.GetValue(normalizeOption)}";
+        }
         name = Path.GetFileName(model);
     }
     else

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using KnowledgeDistillation.Adapters;
 using KnowledgeDistillation.Generation;
 using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Objectives;
@@ -28,6 +29,12 @@ internal enum StudentKind
 
     /// <summary>Initialised from teacher layers and distilled on-policy (GKD): half the batches are the student's own samples.</summary>
     InitGKD,
+
+    /// <summary>
+    /// Initialised from teacher layers and distilled as <see cref="InitKD"/>, but only LoRA adapters (r = 16 on every
+    /// attention and feed-forward projection) train, with activation checkpointing: the memory-saving variant.
+    /// </summary>
+    InitKDLora,
 }
 
 /// <summary>The distillation recipe of the KD students: soft-target KL at T with weight α, hard cross-entropy with 1 − α, hidden-state cosine.</summary>
@@ -77,6 +84,7 @@ internal sealed class Experiment(Settings settings)
         StudentKind.InitCE => "teacher-layer init + CE",
         StudentKind.ScratchKD => "random init + KD",
         StudentKind.InitKD => "teacher-layer init + KD",
+        StudentKind.InitKDLora => "teacher-layer init + KD, LoRA r = 16 + checkpointing",
         _ => "teacher-layer init + on-policy GKD",
     };
 
@@ -107,11 +115,16 @@ internal sealed class Experiment(Settings settings)
         List<DistillationBatch<TokenBatch>> test, List<DistillationBatch<TokenBatch>> curveBatches, Tensor prompts)
     {
         manual_seed(seed);
-        bool fromTeacher = kind is StudentKind.InitCE or StudentKind.InitKD or StudentKind.InitGKD;
-        bool distilled = kind is StudentKind.ScratchKD or StudentKind.InitKD or StudentKind.InitGKD, onPolicy = kind == StudentKind.InitGKD;
+        bool fromTeacher = kind is StudentKind.InitCE or StudentKind.InitKD or StudentKind.InitGKD or StudentKind.InitKDLora;
+        bool distilled = kind is StudentKind.ScratchKD or StudentKind.InitKD or StudentKind.InitGKD or StudentKind.InitKDLora, onPolicy = kind == StudentKind.InitGKD;
         GptModel student = fromTeacher
             ? StudentFactory.FromTeacher(teacher, new StudentOptions { Layers = TeacherConfig.Layers / 2, Selection = LayerSelection.UniformSpread }).Model
             : new GptModel(TeacherConfig with { Layers = TeacherConfig.Layers / 2 });
+        if (kind == StudentKind.InitKDLora)
+        {
+            Lora.Apply(student, new LoraOptions { Targets = [.. LoraTargets.GptBertAll], Rank = 16, Alpha = 32 });
+            student.ActivationCheckpointing = true;
+        }
         DistillationObjective objective = onPolicy ? OnPolicyObjective() : distilled ? Distillation(teacher, student) : DistillationObjective.Create().HardTargets(1.0).Build();
         var options = new DistillationTrainerOptions
         {

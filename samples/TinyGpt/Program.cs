@@ -20,7 +20,7 @@ var stepsOption = new Option<int?>("--student-steps") { Description = "Optimizer
 var temperatureOption = new Option<double>("--temperature") { Description = "Distillation temperature T (chosen on the validation split: see the README).", DefaultValueFactory = _ => 1.0 };
 var softOption = new Option<double>("--soft-weight") { Description = "Weight α of the soft-target term; the hard term gets 1 − α.", DefaultValueFactory = _ => 1.0 };
 var hiddenOption = new Option<double>("--hidden-weight") { Description = "Weight of the hidden-state cosine term (0, the default, turns it off).", DefaultValueFactory = _ => 0.0 };
-var studentsOption = new Option<string>("--students") { Description = "Which students to train: any of scratch-ce, init-ce, scratch-kd, init-kd, init-gkd.", DefaultValueFactory = _ => "scratch-ce,init-ce,scratch-kd,init-kd,init-gkd" };
+var studentsOption = new Option<string>("--students") { Description = "Which students to train: any of scratch-ce, init-ce, scratch-kd, init-kd, init-gkd, init-kd-lora (LoRA r = 16 + activation checkpointing).", DefaultValueFactory = _ => "scratch-ce,init-ce,scratch-kd,init-kd,init-gkd" };
 var lambdaOption = new Option<double>("--lambda") { Description = "λ of the on-policy student: the share of batches it samples itself (GKD).", DefaultValueFactory = _ => 0.5 };
 var betaOption = new Option<double>("--beta") { Description = "β of the on-policy student's generalised JSD (0 forward KL, 1 reverse KL).", DefaultValueFactory = _ => 0.5 };
 var teacherStepsOption = new Option<int>("--teacher-max-steps") { Description = "Cap on the teacher's constant-rate phase.", DefaultValueFactory = _ => 12_000 };
@@ -61,7 +61,8 @@ static StudentKind Parse(string name) => name.ToLowerInvariant() switch
     "scratch-kd" => StudentKind.ScratchKD,
     "init-kd" => StudentKind.InitKD,
     "init-gkd" => StudentKind.InitGKD,
-    _ => throw new ArgumentException($"--students: unknown student \"{name}\"; expected scratch-ce, init-ce, scratch-kd, init-kd or init-gkd."),
+    "init-kd-lora" => StudentKind.InitKDLora,
+    _ => throw new ArgumentException($"--students: unknown student \"{name}\"; expected scratch-ce, init-ce, scratch-kd, init-kd, init-gkd or init-kd-lora."),
 };
 
 static int Run(Settings settings)

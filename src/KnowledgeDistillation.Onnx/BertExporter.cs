@@ -15,7 +15,8 @@ internal static class BertExporter
     public static (string Logits, List<(string Name, string Value)> Hidden) Emit(OnnxGraph g, BertModel model, string ids, string attentionMask, string tokenTypes, bool hiddenStates)
     {
         BertConfig config = model.Config;
-        Dictionary<string, Tensor> w = model.state_dict();
+        // An adapted model is exported merged.
+        Dictionary<string, Tensor> w = KnowledgeDistillation.Adapters.Lora.MergedStateDict(model);
         var blocks = new TransformerBlockEmitter(g, w, config);
 
         string positions = GptExporter.Positions(g, GptExporter.SequenceLength(g, ids));

@@ -14,7 +14,8 @@ internal static class GptExporter
     public static (string Logits, List<(string Name, string Value)> Hidden) Emit(OnnxGraph g, GptModel model, string ids, bool hiddenStates)
     {
         GptConfig config = model.Config;
-        Dictionary<string, Tensor> w = model.state_dict();
+        // An adapted model is exported merged.
+        Dictionary<string, Tensor> w = KnowledgeDistillation.Adapters.Lora.MergedStateDict(model);
         var blocks = new TransformerBlockEmitter(g, w, config);
 
         string length = SequenceLength(g, ids);

@@ -14,7 +14,8 @@ internal static class LlamaExporter
     public static (string Logits, List<(string Name, string Value)> Hidden) Emit(OnnxGraph g, LlamaModel model, string ids, bool hiddenStates)
     {
         LlamaConfig config = model.Config;
-        Dictionary<string, Tensor> w = model.state_dict();
+        // An adapted model is exported merged.
+        Dictionary<string, Tensor> w = KnowledgeDistillation.Adapters.Lora.MergedStateDict(model);
         int heads = config.Heads, kvHeads = config.EffectiveKeyValueHeads, headWidth = config.EffectiveHeadWidth, groups = heads / kvHeads;
         long context = config.ContextLength;
 

@@ -1,13 +1,8 @@
-using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using KnowledgeDistillation.Caching;
 using KnowledgeDistillation.Models;
-using Polly;
-using Polly.Retry;
-using Polly.Timeout;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Remote;
@@ -16,7 +11,7 @@ namespace KnowledgeDistillation.Remote;
 /// A teacher that runs on a teacher server (KnowledgeDistillation.Serving), possibly several replicas of it: each batch's
 /// tokens go to the next replica in turn, and its top-k targets (or values) come back in the layout a teacher cache
 /// holds, so the trainer uses it like a <see cref="CachedTeacher{TInput}"/>. A failed or slow attempt (connection
-/// refused or cut, a 5xx or 429, no answer within <see cref="RemoteTeacherOptions.AttemptTimeout"/>) is retried on the
+/// refused or cut, a 5xx or 429, no answer within <see cref="TeacherConnectionOptions.AttemptTimeout"/>) is retried on the
 /// next replica with exponential backoff (Polly); a 4xx is the request's fault and fails at once with the server's
 /// message. Every replica must serve the same teacher: <see cref="Connect"/> compares their fingerprints, and every
 /// answer carries the fingerprint of the teacher that computed it, which must be that one.
@@ -28,57 +23,29 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
 
     private readonly RemoteTeacherOptions _options;
     private readonly Func<TInput, TokenBatch> _tokens;
-    private readonly HttpClient _http;
-    private readonly ResiliencePipeline<HttpResponseMessage> _pipeline;
+    private readonly TeacherHttp _http;
     private TeacherDescription? _description;
     private Device _device = CPU;
-    private long _next, _retries;
 
     /// <summary>Creates the teacher; nothing is sent until <see cref="Connect"/> or the first batch.</summary>
     /// <param name="options">The replicas and the failure handling.</param>
     /// <param name="tokens">A batch's tokens, as the teacher reads them.</param>
     /// <param name="handler">The HTTP handler (default: a <see cref="SocketsHttpHandler"/>); owned by the teacher.</param>
-    /// <exception cref="ArgumentException">An option is not usable (<see cref="RemoteTeacherOptions.Validate"/>).</exception>
+    /// <exception cref="ArgumentException">An option is not usable (<see cref="TeacherConnectionOptions.Validate"/>).</exception>
     public RemoteTeacher(RemoteTeacherOptions options, Func<TInput, TokenBatch> tokens, HttpMessageHandler? handler = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
         _tokens = tokens ?? throw new ArgumentNullException(nameof(tokens));
-        _http = new HttpClient(handler ?? new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan };
-        var pipeline = new ResiliencePipelineBuilder<HttpResponseMessage>();
-        if (options.MaxRetries > 0)
-        {
-            pipeline.AddRetry(new RetryStrategyOptions<HttpResponseMessage>
-            {
-                ShouldHandle = new PredicateBuilder<HttpResponseMessage>()
-                    .Handle<HttpRequestException>()
-                    .Handle<TimeoutRejectedException>()
-                    .Handle<IOException>()
-                    .Handle<TaskCanceledException>()
-                    .HandleResult(r => (int)r.StatusCode >= 500 || r.StatusCode == HttpStatusCode.TooManyRequests),
-                MaxRetryAttempts = options.MaxRetries,
-                Delay = options.RetryDelay,
-                BackoffType = DelayBackoffType.Exponential,
-                UseJitter = true,
-                MaxDelay = TimeSpan.FromSeconds(5),
-                OnRetry = args =>
-                {
-                    args.Outcome.Result?.Dispose();
-                    Interlocked.Increment(ref _retries);
-                    return default;
-                },
-            });
-        }
-        // The timeout is inside the retry: it bounds one attempt, and a timed-out attempt is retried on the next replica.
-        _pipeline = pipeline.AddTimeout(options.AttemptTimeout).Build();
+        _http = new TeacherHttp(options, handler);
     }
 
     /// <summary>What the replicas serve, once <see cref="Connect"/> has run (it runs before the first batch).</summary>
     public TeacherDescription? Description => _description;
 
     /// <summary>Attempts retried so far (any replica, any reason).</summary>
-    public long Retries => Interlocked.Read(ref _retries);
+    public long Retries => _http.Retries;
 
     /// <summary>Top-k targets, or logits (the values) for a values server.</summary>
     public ModelOutputKinds Provides => Connect().Content == TeacherCacheContent.TopKProbabilities ? ModelOutputKinds.TopKTargets : ModelOutputKinds.Logits;
@@ -119,12 +86,7 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
 
     private TeacherDescription Describe(Uri endpoint)
     {
-        using HttpResponseMessage response = _pipeline.Execute(token =>
-        {
-            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(endpoint, "v1/teacher"));
-            Authorize(request);
-            return _http.Send(request, token);
-        });
+        using HttpResponseMessage response = _http.SendTo(endpoint, e => new HttpRequestMessage(HttpMethod.Get, new Uri(e, "v1/teacher")));
         string body = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
         if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"The teacher server at {endpoint} answered {(int)response.StatusCode} to GET v1/teacher: {body}");
         return JsonSerializer.Deserialize<TeacherDescription>(body, Json) ?? throw new InvalidDataException($"The teacher server at {endpoint} sent an empty description.");
@@ -143,16 +105,12 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
         TeacherDescription description = Connect();
         TokenBatch tokens = _tokens(input);
         byte[] body = TeacherWire.EncodeRequest(tokens);
-        Uri? last = null;
-        using HttpResponseMessage response = _pipeline.Execute(token =>
+        using HttpResponseMessage response = _http.Send(e =>
         {
-            last = _options.Endpoints[(int)(Interlocked.Increment(ref _next) - 1) % _options.Endpoints.Count];
-            using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(last, "v1/outputs")) { Content = new ByteArrayContent(body) };
+            var message = new HttpRequestMessage(HttpMethod.Post, new Uri(e, "v1/outputs")) { Content = new ByteArrayContent(body) };
             message.Content.Headers.ContentType = new MediaTypeHeaderValue(TeacherWire.RequestContentType);
-            Authorize(message);
-            HttpResponseMessage answer = _http.Send(message, HttpCompletionOption.ResponseContentRead, token);
-            return answer;
-        });
+            return message;
+        }, out Uri last);
         byte[] bytes = response.Content.ReadAsByteArrayAsync().GetAwaiter().GetResult();
         if (!response.IsSuccessStatusCode)
         {
@@ -181,11 +139,6 @@ public sealed class RemoteTeacher<TInput> : IDistillationModel<TInput>, IDeviceP
     /// </summary>
     public RecordingTeacher<TInput> RecordingTo(string cachePath, long examples, Func<TInput, Tensor> exampleIndices) =>
         new(this, cachePath, examples, Connect().Classes, exampleIndices);
-
-    private void Authorize(HttpRequestMessage request)
-    {
-        if (_options.ApiKey is { } key) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
-    }
 
     /// <summary>Closes the HTTP connections.</summary>
     public void Dispose() => _http.Dispose();

@@ -158,11 +158,10 @@ public static class TeacherWire
         if (rank is not (2 or 3)) throw new ArgumentException($"Top-k targets must be [B, S, k] or [B, k]; got [{string.Join(", ", targets.Indices.shape)}].", nameof(targets));
         if (classes < targets.K) throw new ArgumentOutOfRangeException(nameof(classes), classes, $"The class count must be at least k ({targets.K}).");
         int b = checked((int)targets.Indices.shape[0]), rows = rank == 3 ? checked((int)targets.Indices.shape[1]) : 1;
-        int indexBytes = classes <= 65_536 ? 2 : 4;
+        int indexBytes = StoredClassIds.BytesFor(classes);
         using var scope = NewDisposeScope();
         byte[] values = targets.Probabilities.to(ScalarType.Float16).cpu().contiguous().bytes.ToArray();
-        Tensor ids = targets.Indices.to(ScalarType.Int64).cpu();
-        byte[] classIds = (indexBytes == 2 ? (ids - ids.ge(32768).to(ScalarType.Int64) * 65536).to(ScalarType.Int16) : ids.to(ScalarType.Int32)).contiguous().bytes.ToArray();
+        byte[] classIds = StoredClassIds.Encode(targets.Indices, indexBytes);
         var body = new byte[ResponseHeaderBytes + TopKHeaderBytes + values.Length + classIds.Length];
         Span<byte> span = body;
         WriteResponseHeader(span, TeacherCacheContent.TopKProbabilities, rank, b, rows, classes);
@@ -240,9 +239,7 @@ public static class TeacherWire
                 if (body.Length != expected) throw new InvalidDataException($"A top-k response of {cells} rows and k = {k} is {expected} bytes; the body has {body.Length}.");
                 Tensor probabilities = empty([.. leading, k + 1], ScalarType.Float16);
                 probabilities.bytes = body.Slice(ResponseHeaderBytes + TopKHeaderBytes, (int)valueBytes).ToArray();
-                Tensor ids = empty([.. leading, k], indexBytes == 2 ? ScalarType.Int16 : ScalarType.Int32);
-                ids.bytes = body.Slice((int)(ResponseHeaderBytes + TopKHeaderBytes + valueBytes), (int)idBytes).ToArray();
-                Tensor classIds = indexBytes == 2 ? ids.to(ScalarType.Int64).bitwise_and(0xFFFF) : ids.to(ScalarType.Int64);
+                Tensor classIds = StoredClassIds.Decode(body.Slice((int)(ResponseHeaderBytes + TopKHeaderBytes + valueBytes), (int)idBytes).ToArray(), [.. leading, k], indexBytes);
                 return new ModelOutput(new TopKTargets(probabilities.to(ScalarType.Float32).to(target).MoveToOuterDisposeScope(), classIds.to(target).MoveToOuterDisposeScope(), temperature));
             }
             case TeacherCacheContent.Float16Values or TeacherCacheContent.Float32Values:

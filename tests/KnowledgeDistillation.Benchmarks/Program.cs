@@ -3,7 +3,9 @@
 //   dotnet run -c Release --project tests/KnowledgeDistillation.Benchmarks -- measure <name>        one-shot measurements:
 //       loss-memory | fused-head-memory [--quick] | step-memory | steady-memory [--hand-written] | throughput | teacher-cache [--quick]
 //       | step-overhead [pairs] | tokenizer-speed <corpus.json> <name>=<tokenizer.json>...
-//       | teacher-server-load [seconds] [clients,...] | remote-teacher-step [in-process|remote] (run from the repository root)
+//       | teacher-server-load [seconds] [clients,...] | remote-teacher-step in-process|remote|compare [tiny-gpt|minilm] (run from the repository root)
+//       | memory-plan (MemoryPlan.Estimate against measured peaks, with and without LoRA and activation checkpointing)
+//       | memory-phases on|off|time-on|time-off <batch> <length> (peak and live memory after each phase of a step, Llama-shaped pair)
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -20,7 +22,9 @@ if (args is ["measure", string name, ..])
         "tokenizer-speed" when args.Length > 3 => TokenizerSpeed.Run(args[2], args[3..]),
         "teacher-server-load" => TeacherServerLoad.Run(HostDll(), args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 10,
             args.Length > 3 ? args[3].Split(',').Select(c => int.Parse(c, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : [1, 4, 16]),
-        "remote-teacher-step" when args.Length > 2 => RemoteTeacherStep.Run(HostDll(), args[2]),
+        "remote-teacher-step" when args.Length > 2 => RemoteTeacherStep.Run(HostDll(), args[2], args.Length > 3 ? args[3] : "tiny-gpt"),
+        "memory-plan" => MemoryPlanCheck.Run(args.Length > 2 ? args[2] : null),
+        "memory-phases" when args.Length > 4 => MemoryPhases.Run(args[2] is "on" or "time-on", long.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), long.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture), timeOnly: args[2].StartsWith("time", StringComparison.Ordinal)),
         "step-overhead" => StepOverhead.Run(args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 400),
         _ => Unknown(name),
     };
@@ -33,6 +37,6 @@ static string HostDll() => Path.GetFullPath(Path.Combine(AppContext.BaseDirector
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache, step-overhead, tokenizer-speed <corpus.json> <name>=<tokenizer.json>..., teacher-server-load or remote-teacher-step in-process|remote.");
+    Console.Error.WriteLine($"Unknown measurement '{name}'; expected loss-memory, fused-head-memory, step-memory, steady-memory, throughput, teacher-cache, step-overhead, tokenizer-speed <corpus.json> <name>=<tokenizer.json>..., teacher-server-load or remote-teacher-step in-process|remote|compare [tiny-gpt|minilm] or memory-plan.");
     return 1;
 }

@@ -35,6 +35,32 @@ public class TransformerExportTests
         }
     }
 
+    [Fact]
+    public void A_model_with_unmerged_LoRA_adapters_exports_merged_and_matches()
+    {
+        manual_seed(10);
+        var model = new GptModel(new GptConfig { VocabSize = 41, ContextLength = 20, Width = 32, Heads = 4, Layers = 2, Dropout = 0 });
+        model.eval();
+        KnowledgeDistillation.Adapters.LoraAdapters adapters = KnowledgeDistillation.Adapters.Lora.Apply(
+            model, new KnowledgeDistillation.Adapters.LoraOptions { Targets = [.. KnowledgeDistillation.Adapters.LoraTargets.GptBertAll], Rank = 4 });
+        using (no_grad())
+        {
+            foreach (KnowledgeDistillation.Adapters.LoraLayer layer in adapters.Layers) layer.B.weight!.copy_(randn_like(layer.B.weight!) * 0.2);
+        }
+        string path = Path.Combine(Path.GetTempPath(), $"kd-gpt-lora-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            OnnxExport.Export(model, path, hiddenStates: true);
+            adapters.IsMerged.Should().BeFalse();
+            // ShouldMatch compares with the adapted model's own TorchSharp outputs, which include the adapters' updates.
+            ShouldMatch(path, model, 41, [(2, 9)]);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     public static TheoryData<int, int, int?, bool> LlamaShapes() => new()
     {
         { 4, 0, null, false }, { 2, 0, null, true }, { 1, 12, 4, false },

@@ -131,9 +131,7 @@ public sealed class TeacherCache : IDisposable
         long[] leading = _shape.Rank == 3 ? [indices.Length, _shape.RowsPerExample] : [indices.Length];
         Tensor probabilities = empty([.. leading, _shape.K + 1], ScalarType.Float16);
         probabilities.bytes = values;
-        Tensor ids = empty([.. leading, _shape.K], _shape.IndexBytes == 2 ? ScalarType.Int16 : ScalarType.Int32);
-        ids.bytes = classIds;
-        Tensor classes = _shape.IndexBytes == 2 ? ids.to(ScalarType.Int64).bitwise_and(0xFFFF) : ids.to(ScalarType.Int64);
+        Tensor classes = StoredClassIds.Decode(classIds, [.. leading, _shape.K], _shape.IndexBytes);
         Device target = device ?? CPU;
         return new TopKTargets(
             probabilities.to(ScalarType.Float32).to(target).MoveToOuterDisposeScope(), classes.to(target).MoveToOuterDisposeScope(), _shape.Temperature);

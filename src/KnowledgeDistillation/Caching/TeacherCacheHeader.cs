@@ -64,7 +64,7 @@ internal sealed record TeacherCacheHeader(long Examples, long RowsPerExample, lo
         ? (Int128)RowsPerExample * ((Int128)K + 1) * 2 + (Int128)RowsPerExample * K * IndexBytes
         : (Int128)RowsPerExample * Classes * ValueBytes;
 
-    public static int IndexBytesFor(long classes) => classes <= 65536 ? 2 : 4;
+    public static int IndexBytesFor(long classes) => StoredClassIds.BytesFor(classes);
 
     public static byte[] IdentityOf(string? identity) =>
         identity is null ? new byte[32] : SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(identity));

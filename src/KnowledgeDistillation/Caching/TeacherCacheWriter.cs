@@ -172,11 +172,8 @@ public sealed class TeacherCacheWriter : IDisposable
 
     private void WriteTopK(TopKTargets targets, long examples)
     {
-        Tensor indices = targets.Indices.to(ScalarType.Int64);
         byte[] values = targets.Probabilities.to(ScalarType.Float16).cpu().contiguous().bytes.ToArray();
-        byte[] classIds = (_shape!.IndexBytes == 2
-            ? (indices - indices.ge(32768).to(ScalarType.Int64) * 65536).to(ScalarType.Int16) // uint16 stored in int16's bits
-            : indices.to(ScalarType.Int32)).cpu().contiguous().bytes.ToArray();
+        byte[] classIds = StoredClassIds.Encode(targets.Indices, _shape!.IndexBytes);
 
         long valueBlock = _shape.ValueBytesPerExample, indexBlock = _shape.IndexBytesPerExample;
         for (long e = 0; e < examples; e++)

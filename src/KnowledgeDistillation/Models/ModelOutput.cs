@@ -83,6 +83,21 @@ public sealed class ModelOutput : IDisposable
     /// <summary>Number of layers whose outputs are present (hidden states count the embeddings separately).</summary>
     public int LayerCount => AttentionScores?.Count ?? AttentionProbabilities?.Count ?? Math.Max(0, (HiddenStates?.Count ?? 0) - 1);
 
+    /// <summary>
+    /// The same output on <paramref name="device"/> (a teacher on another device than the student hands its output over
+    /// once per micro-batch); tensors already there are shared, not copied.
+    /// </summary>
+    public ModelOutput To(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        static IReadOnlyList<Tensor>? Move(IReadOnlyList<Tensor>? list, Device d) => list?.Select(t => t.to(d)).ToArray();
+        if (TopK is not null) return new ModelOutput(new TopKTargets(TopK.Probabilities.to(device), TopK.Indices.to(device), TopK.Temperature));
+        return new ModelOutput(_logits!.to(device), Move(HiddenStates, device), Move(AttentionScores, device), Move(AttentionProbabilities, device), AttentionMask?.to(device))
+        {
+            QueryKeyValues = QueryKeyValues?.Select(s => new SelfAttentionStates(s.Queries.to(device), s.Keys.to(device), s.Values.to(device))).ToArray(),
+        };
+    }
+
     /// <summary>Moves every owned tensor to the dispose scope outside the current one.</summary>
     public ModelOutput MoveToOuterDisposeScope()
     {

@@ -1,7 +1,21 @@
+using KnowledgeDistillation.Adapters;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Pretrained;
+
+/// <summary>How a checkpoint's tensors make one of ours.</summary>
+internal enum SourceLayout
+{
+    /// <summary>The same tensor.</summary>
+    Same,
+
+    /// <summary>Its transpose (a Conv1D weight stored [in, out]).</summary>
+    Transposed,
+
+    /// <summary>Several tensors stacked along dimension 0 (separate query, key and value projections for our fused one).</summary>
+    Concatenated,
+}
 
 /// <summary>
 /// How each tensor of one of our models corresponds to tensors of a checkpoint with other (Hugging Face) names: a
@@ -26,7 +40,7 @@ internal sealed class WeightNameMapping
         _aliases = aliases ?? [];
     }
 
-    private sealed record Source(string[] Names, Func<Tensor[], Tensor> Build, Func<Tensor, Tensor[]> Split, string Transform, bool Optional, bool Head);
+    private sealed record Source(string[] Names, Func<Tensor[], Tensor> Build, Func<Tensor, Tensor[]> Split, string Transform, bool Optional, bool Head, SourceLayout Layout = SourceLayout.Same);
 
     /// <summary>Our tensor is the checkpoint's; <paramref name="head"/> names sit outside the backbone prefix; an <paramref name="optional"/> one may be absent (left as initialised).</summary>
     public void Same(string ours, string theirs, bool head = false, bool optional = false) =>
@@ -34,11 +48,15 @@ internal sealed class WeightNameMapping
 
     /// <summary>Conv1D-style weights stored as [in, out], where a Linear holds [out, in].</summary>
     public void Transposed(string ours, string theirs) =>
-        _plan[ours] = new Source([theirs], t => t[0].t(), t => [t.t()], "transposed", false, false);
+        _plan[ours] = new Source([theirs], t => t[0].t(), t => [t.t()], "transposed", false, false, SourceLayout.Transposed);
 
     /// <summary>Our tensor is the checkpoint's tensors stacked along dimension 0 (equal parts).</summary>
     public void Concatenated(string ours, params string[] theirs) =>
-        _plan[ours] = new Source(theirs, t => cat(t, 0), t => t.chunk(theirs.Length, 0), "concatenated along dimension 0", false, false);
+        _plan[ours] = new Source(theirs, t => cat(t, 0), t => t.chunk(theirs.Length, 0), "concatenated along dimension 0", false, false, SourceLayout.Concatenated);
+
+    /// <summary>The checkpoint's names for our tensor <paramref name="ours"/> (full, with the backbone prefix) and how they make it; null when unmapped.</summary>
+    public (string[] Names, SourceLayout Layout)? Describe(string ours) =>
+        _plan.TryGetValue(ours, out Source? source) ? (source.Names.Select(n => FullName(source, n)).ToArray(), source.Layout) : null;
 
     /// <summary>A checkpoint entry the model does not hold because it is tied to <paramref name="sameAs"/>: accepted when equal to it, refused when not.</summary>
     public void Tied(string name, string sameAs, string setting) => _tied.Add((name, sameAs, setting));
@@ -55,11 +73,18 @@ internal sealed class WeightNameMapping
         var initialized = new List<string>();
         var tiedChecked = new List<string>();
         bool shapeProblem = false;
+        IReadOnlyDictionary<string, LoraLayer> adapters = Lora.LayersOf(model);
+        if (adapters.Values.FirstOrDefault(a => a.IsMerged) is { } merged)
+        {
+            throw new InvalidOperationException($"The LoRA adapter of {merged.Name} is merged into its weight; unmerge the adapters before loading base weights under them.");
+        }
         using var scope = NewDisposeScope();
         using (no_grad())
         {
             foreach ((string name, Tensor target) in model.state_dict())
             {
+                // A base checkpoint has no adapters: they keep their values.
+                if (Lora.IsAdapterTensor(name, adapters)) continue;
                 if (!_plan.TryGetValue(name, out Source? source))
                 {
                     throw new InvalidOperationException($"No {kind} checkpoint mapping for the model's tensor {name}.");
@@ -127,13 +152,14 @@ internal sealed class WeightNameMapping
     }
 
     /// <summary>The model's tensors under the checkpoint's full names and layouts (new tensors; the caller disposes them).</summary>
+    /// <remarks>A model with LoRA adapters is exported merged: each adapted weight as W + (α / r) · B A, no adapter tensors.</remarks>
     public Dictionary<string, Tensor> Export(nn.Module model)
     {
         var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         using var scope = NewDisposeScope();
         using (no_grad())
         {
-            foreach ((string name, Tensor tensor) in model.state_dict())
+            foreach ((string name, Tensor tensor) in Lora.MergedStateDict(model))
             {
                 if (!_plan.TryGetValue(name, out Source? source))
                 {

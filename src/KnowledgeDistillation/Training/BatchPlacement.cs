@@ -15,7 +15,16 @@ internal static class BatchPlacement
             throw new ArgumentException(
                 "The batch gives its example indices twice, as DistillationBatch.ExampleIndices and as TokenBatch.ExampleIndices; give them once, in the TokenBatch.", nameof(batch));
         }
-        object? inputs = batch.Inputs switch
+        return new DistillationBatch<TInput>(Inputs(batch.Inputs, device), batch.Labels?.to(device), batch.Mask?.to(device))
+        {
+            ExampleIndices = (batch.ExampleIndices ?? (batch.Inputs as TokenBatch)?.ExampleIndices)?.to(device),
+        };
+    }
+
+    /// <summary>A batch's inputs on <paramref name="device"/> (a teacher on a device of its own reads them there).</summary>
+    public static TInput Inputs<TInput>(TInput batchInputs, Device device)
+    {
+        object? inputs = batchInputs switch
         {
             Tensor t => t.to(device),
             TokenBatch b => On(b, device), // example indices are read on the host
@@ -26,10 +35,7 @@ internal static class BatchPlacement
             },
             var other => other,
         };
-        return new DistillationBatch<TInput>((TInput)inputs!, batch.Labels?.to(device), batch.Mask?.to(device))
-        {
-            ExampleIndices = (batch.ExampleIndices ?? (batch.Inputs as TokenBatch)?.ExampleIndices)?.to(device),
-        };
+        return (TInput)inputs!;
     }
 
     private static TokenBatch On(TokenBatch b, Device device) =>

@@ -48,6 +48,14 @@ public sealed partial class DistillationTrainer<TInput>
                 using var noGrad = no_grad();
                 for (int k = 0; k < _teachers.Count; k++)
                 {
+                    if (_options.TeacherDevice is not null && _teachers[k] is IModuleModel<TInput>)
+                    {
+                        // A teacher on its own device: the inputs go there, its output comes back once.
+                        TInput onTeacher = BatchPlacement.Inputs(batch.Inputs, TeacherDevice);
+                        ModelOutput there = Native(() => _teachers[k].Run(onTeacher, _objective.TeacherRequest), $"teacher {k}'s forward pass", batch, run, i);
+                        teacherOutputs.Add(there.To(Device));
+                        continue;
+                    }
                     teacherOutputs.Add(Native(() => _teachers[k].Run(batch.Inputs, _objective.TeacherRequest), $"teacher {k}'s forward pass", batch, run, i));
                 }
             }

@@ -84,6 +84,7 @@ public sealed partial class DistillationTrainer<TInput> : IDisposable
         }
 
         Device = DeviceSelection.Resolve(options.Device);
+        TeacherDevice = options.TeacherDevice is null ? Device : DeviceSelection.Resolve(options.TeacherDevice);
         _logger.LogInformation("Distillation device: {Device} (requested \"{Requested}\", CUDA available: {Cuda})", Device, options.Device, cuda.is_available());
         foreach (IDistillationModel<TInput> teacher in _teachers) PrepareTeacher(teacher);
         _student.Module.to(Device);
@@ -107,6 +108,9 @@ public sealed partial class DistillationTrainer<TInput> : IDisposable
 
     /// <summary>The device the models run on.</summary>
     public Device Device { get; }
+
+    /// <summary>Where module teachers run (<see cref="DistillationTrainerOptions.TeacherDevice"/>; the student's device unless set).</summary>
+    public Device TeacherDevice { get; }
 
     /// <summary>The optimizer (AdamW unless one was supplied).</summary>
     public OptimizerHelper Optimizer => _optimizer;
@@ -237,7 +241,7 @@ public sealed partial class DistillationTrainer<TInput> : IDisposable
         if (!_teacherQuality.TryGetValue(data, out Evaluator.Quality? teacher))
         {
             teacher = _teachers.Count > 0 && _teachers[0].Provides.HasFlag(ModelOutputKinds.Logits)
-                ? Evaluator.Measure(_teachers[0], data, Device)
+                ? Evaluator.Measure(_teachers[0], data, _teachers[0] is IModuleModel<TInput> ? TeacherDevice : Device)
                 : new Evaluator.Quality(student.MetricName, double.NaN, double.NaN);
             _teacherQuality.AddOrUpdate(data, teacher);
         }
@@ -257,14 +261,18 @@ public sealed partial class DistillationTrainer<TInput> : IDisposable
         _ => batch.Labels is { } l && l.dim() > 0 ? l.shape[0] : batch.Mask is { } m && m.dim() > 0 ? m.shape[0] : null,
     };
 
-    /// <summary>A module teacher is frozen, put in eval mode, moved and optionally cast; any other is told the device.</summary>
+    /// <summary>A module teacher is frozen, put in eval mode, moved to the teacher device and optionally cast; any other is told the student's device.</summary>
     private void PrepareTeacher(IDistillationModel<TInput> model)
     {
-        if (model is IDevicePlacement placement) placement.PlaceOn(Device);
-        if (model is not IModuleModel<TInput> { Module: var teacher }) return;
+        if (model is not IModuleModel<TInput> { Module: var teacher })
+        {
+            if (model is IDevicePlacement placement) placement.PlaceOn(Device);
+            return;
+        }
+        if (model is IDevicePlacement modulePlacement) modulePlacement.PlaceOn(TeacherDevice);
         teacher.eval();
         foreach (Parameter p in teacher.parameters()) p.requires_grad_(false);
-        teacher.to(Device);
+        teacher.to(TeacherDevice);
         ScalarType? dtype = _options.TeacherPrecision switch
         {
             TeacherPrecision.BFloat16 => ScalarType.BFloat16,

@@ -104,4 +104,12 @@ public sealed class DistillationTrainerOptions
 
     /// <summary>The teacher's precision.</summary>
     public TeacherPrecision TeacherPrecision { get; set; } = TeacherPrecision.Unchanged;
+
+    /// <summary>
+    /// The device of a module teacher when it is not the student's: "cpu" to keep a large teacher in host memory while
+    /// the student trains on a GPU, or another "cuda:N". Each micro-batch's inputs go to it and its outputs come back to
+    /// the student's device once. Null (default): the student's <see cref="Device"/>. Teachers without weights (caches,
+    /// remote teachers) always give their outputs on the student's device.
+    /// </summary>
+    public string? TeacherDevice { get; set; }
 }

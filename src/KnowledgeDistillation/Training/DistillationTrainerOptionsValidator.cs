@@ -26,6 +26,8 @@ public sealed class DistillationTrainerOptionsValidator : IValidateOptions<Disti
         Require(options.MaxGradientNorm is null || (double.IsFinite(options.MaxGradientNorm.Value) && options.MaxGradientNorm > 0),
             nameof(options.MaxGradientNorm), "must be a finite number greater than 0, or null to turn clipping off", options.MaxGradientNorm);
         Require(DeviceSelection.IsValidName(options.Device), nameof(options.Device), "must be \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", options.Device);
+        Require(options.TeacherDevice is null || DeviceSelection.IsValidName(options.TeacherDevice), nameof(options.TeacherDevice),
+            "must be null (the student's device), \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"", options.TeacherDevice);
         Require(options.EvaluationInterval >= 0, nameof(options.EvaluationInterval), "cannot be negative (0 = evaluate at the end only)", options.EvaluationInterval);
         Require(options.LoggingInterval >= 1, nameof(options.LoggingInterval), "must be at least 1", options.LoggingInterval);
         Require(options.CheckpointInterval >= 0, nameof(options.CheckpointInterval), "cannot be negative (0 = at the end only)", options.CheckpointInterval);

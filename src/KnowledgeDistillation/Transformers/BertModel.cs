@@ -74,7 +74,7 @@ public sealed class BertModel : ReferenceModel<BertConfig>
             word_embedding.forward(ids) + position_embedding.forward(positions) + token_type_embedding.forward(types)));
         Tensor? mask = AttentionMasks.ForPadding(batch.AttentionMask?.to(x.device), causal: false, x.dtype);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: false, request);
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: false, request, checkpoint: ActivationCheckpointing);
         Tensor h = final_norm is null ? run.Last : run.Finish(final_norm.forward, Config.HiddenStates);
         return run.ToOutput(Head(h), batch.AttentionMask);
     }
@@ -85,10 +85,10 @@ public sealed class BertModel : ReferenceModel<BertConfig>
         {
             case BertHead.SequenceClassification:
                 Tensor first = h.select(1, 0);
-                Tensor pooled = pooler is null ? first : pooler.forward(first).tanh();
-                return classifier!.forward(dropout.forward(pooled));
+                Tensor pooled = pooler is null ? first : pooler.call(first).tanh();
+                return classifier!.call(dropout.forward(pooled));
             case BertHead.MaskedLM:
-                Tensor t = mlm_norm!.forward(Activations.Apply(mlm_transform!.forward(h), Config.Activation));
+                Tensor t = mlm_norm!.forward(Activations.Apply(mlm_transform!.call(h), Config.Activation));
                 return F.linear(t, word_embedding.weight!, mlm_bias);
             default:
                 return h.alias();

@@ -23,6 +23,6 @@ public sealed class FeedForward : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        return project.forward(Activations.Apply(expand.forward(x), _activation));
+        return project.call(Activations.Apply(expand.call(x), _activation));
     }
 }

@@ -24,5 +24,5 @@ public sealed class GatedFeedForward : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => down.forward(Activations.Apply(gate.forward(x), _activation) * up.forward(x));
+    public override Tensor forward(Tensor x) => down.call(Activations.Apply(gate.call(x), _activation) * up.call(x));
 }

@@ -56,7 +56,7 @@ public sealed class GptModel : DecoderModel<GptConfig>
         Tensor x = embedding_dropout.forward(token_embedding.forward(ids) + position_embedding.forward(positions));
         Tensor? mask = AttentionMasks.ForDecoder(batch.AttentionMask?.to(x.device), length, past, null, x.dtype, x.device);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request, cache);
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, mask, causal: true, request, cache, ActivationCheckpointing);
         cache?.Advance(length);
         Tensor h = run.Finish(final_norm.forward, Config.HiddenStates);
         return run.ToOutput(TransformerStack.LanguageModelLogits(h, lm_head, token_embedding), batch.AttentionMask);

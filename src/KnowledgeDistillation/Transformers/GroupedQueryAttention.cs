@@ -60,7 +60,7 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
     public AttentionResult Attend(Tensor x, Tensor? additiveMask, Tensor cos, Tensor sin, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         long batch = x.shape[0], length = x.shape[1];
-        Tensor queries = query.forward(x), keys = key.forward(x), values = value.forward(x);
+        Tensor queries = query.call(x), keys = key.call(x), values = value.call(x);
         SelfAttentionStates? states = returnStates ? new SelfAttentionStates(queries, keys, values) : null;
         Tensor q = RotaryEmbedding.Apply(Heads(queries, _heads), cos, sin);
         Tensor k = RotaryEmbedding.Apply(Heads(keys, _keyValueHeads), cos, sin);
@@ -88,7 +88,7 @@ public sealed class GroupedQueryAttention : nn.Module<Tensor, Tensor>
             context = F.dropout(probabilities, dropout, training).matmul(v);
         }
         Tensor merged = context.transpose(1, 2).reshape(batch, length, _heads * _headWidth);
-        return new AttentionResult(output.forward(merged), scores, probabilities, states);
+        return new AttentionResult(output.call(merged), scores, probabilities, states);
     }
 
     private Tensor Heads(Tensor projected, int heads) =>

@@ -53,7 +53,8 @@ public sealed class LlamaModel : DecoderModel<LlamaConfig>
         Tensor positions = TransformerStack.DecoderPositions(batch, past, length, x.device);
         (Tensor cos, Tensor sin) = RotaryEmbedding.Angles(positions, Config.EffectiveHeadWidth, Config.RopeTheta, x.dtype);
 
-        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps, qkv) => block.Apply(h, mask, cos, sin, maps, cache, layer, qkv));
+        TransformerStack.Result run = TransformerStack.Run(blocks, x, request, (block, layer, h, maps, qkv) => block.Apply(h, mask, cos, sin, maps, cache, layer, qkv),
+            ActivationCheckpointing && cache is null, mask, cos, sin);
         cache?.Advance(length);
         Tensor last = run.Finish(final_norm.forward, Config.HiddenStates);
         return run.ToOutput(TransformerStack.LanguageModelLogits(last, lm_head, token_embedding), batch.AttentionMask);

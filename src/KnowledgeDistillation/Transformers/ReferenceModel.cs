@@ -23,6 +23,14 @@ public abstract class ReferenceModel<TConfig> : nn.Module<Tensor, Tensor>, IModu
     /// <summary>The configuration the model was built with.</summary>
     public TConfig Config { get; }
 
+    /// <summary>
+    /// Recompute each block's activations in the backward pass instead of keeping them (activation checkpointing):
+    /// peak memory falls by roughly the blocks' activations, a step costs about one more forward pass. Applies while
+    /// gradients are on and neither attention maps nor queries, keys and values are requested; gradients are those of the
+    /// plain path. Off by default; not saved with the model.
+    /// </summary>
+    public bool ActivationCheckpointing { get; set; }
+
     nn.Module IModuleModel<TokenBatch>.Module => this;
 
     /// <summary>Logits, hidden states, attention maps and the self-attention queries, keys and values.</summary>

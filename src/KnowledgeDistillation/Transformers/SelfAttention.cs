@@ -43,7 +43,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
     public AttentionResult Attend(Tensor x, Tensor? additiveMask, bool causal, bool returnMaps, KeyValueCache? cache = null, int layer = 0, bool returnStates = false)
     {
         long batch = x.shape[0], length = x.shape[1], width = x.shape[2], headWidth = width / _heads;
-        Tensor projected = qkv.forward(x);
+        Tensor projected = qkv.call(x);
         SelfAttentionStates? states = returnStates
             ? new SelfAttentionStates(projected.narrow(2, 0, width), projected.narrow(2, width, width), projected.narrow(2, 2 * width, width))
             : null;
@@ -66,7 +66,7 @@ public sealed class SelfAttention : nn.Module<Tensor, Tensor>
             context = F.dropout(probabilities, dropout, training).matmul(v);
         }
         Tensor merged = context.transpose(1, 2).reshape(batch, length, width);
-        return new AttentionResult(output.forward(merged), scores, probabilities, states);
+        return new AttentionResult(output.call(merged), scores, probabilities, states);
     }
 
     /// <summary><c>[1, 1, S, S]</c>: 0 on and below the diagonal, the dtype's lowest value above it.</summary>

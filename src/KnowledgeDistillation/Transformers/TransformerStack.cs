@@ -30,11 +30,20 @@ internal static class TransformerStack
 
     /// <summary>A language-model head: its own matrix, or the token embedding's when tied (<paramref name="head"/> null).</summary>
     public static Tensor LanguageModelLogits(Tensor hidden, TorchSharp.Modules.Linear? head, TorchSharp.Modules.Embedding embedding) =>
-        head is null ? nn.functional.linear(hidden, embedding.weight!) : head.forward(hidden);
+        head is null ? nn.functional.linear(hidden, embedding.weight!) : head.call(hidden);
 
-    /// <summary>Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (its index, its input, whether to return maps, whether to return queries, keys and values).</summary>
-    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, int, Tensor, bool, bool, AttentionResult> step)
+    /// <summary>
+    /// Runs <paramref name="blocks"/> in order; <paramref name="step"/> runs one block (its index, its input, whether to
+    /// return maps, whether to return queries, keys and values). With <paramref name="checkpoint"/>, while gradients are
+    /// on and no attention maps or queries, keys and values are asked for, each block runs under
+    /// <see cref="ActivationCheckpoint"/>.
+    /// </summary>
+    /// <remarks>captured: tensors the step reads besides its input (masks, rotary tables), which a checkpointed block reads again in the backward pass.</remarks>
+    public static Result Run<TBlock>(IEnumerable<TBlock> blocks, Tensor embeddings, OutputRequest request, Func<TBlock, int, Tensor, bool, bool, AttentionResult> step,
+        bool checkpoint = false, params Tensor?[] captured)
     {
+        bool recompute = checkpoint && is_grad_enabled() && !request.AnyAttention && !request.QueryKeyValues;
+        if (recompute) ActivationCheckpoint.Keep(captured);
         List<SelfAttentionStates>? states = request.QueryKeyValues ? [] : null;
         List<Tensor>? hidden = request.HiddenStates ? [embeddings] : null;
         List<Tensor>? scores = request.AttentionScores ? [] : null;
@@ -43,7 +52,14 @@ internal static class TransformerStack
         int index = 0;
         foreach (TBlock block in blocks)
         {
-            AttentionResult r = step(block, index++, x, request.AnyAttention, request.QueryKeyValues);
+            int layer = index++;
+            if (recompute)
+            {
+                x = ActivationCheckpoint.Run(x, input => step(block, layer, input, false, false).Output);
+                hidden?.Add(x);
+                continue;
+            }
+            AttentionResult r = step(block, layer, x, request.AnyAttention, request.QueryKeyValues);
             if (states is not null) states.Add(r.States!);
             x = r.Output;
             hidden?.Add(x);
@@ -54,6 +70,7 @@ internal static class TransformerStack
     }
 
     /// <summary>Runs standard <see cref="TransformerBlock"/>s, appending to <paramref name="cache"/> when given.</summary>
-    public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request, KeyValueCache? cache = null) =>
-        Run(blocks, embeddings, request, (block, layer, x, maps, qkv) => block.Apply(x, additiveMask, causal, maps, cache, layer, qkv));
+    public static Result Run(IEnumerable<TransformerBlock> blocks, Tensor embeddings, Tensor? additiveMask, bool causal, OutputRequest request, KeyValueCache? cache = null,
+        bool checkpoint = false) =>
+        Run(blocks, embeddings, request, (block, layer, x, maps, qkv) => block.Apply(x, additiveMask, causal, maps, cache, layer, qkv), checkpoint && cache is null, additiveMask);
 }

@@ -52,10 +52,14 @@ internal static class TeacherServerLoad
         }
     }
 
-    internal static Process StartHost(string hostDll, string folder, out Uri url, params string[] extra)
+    /// <summary>kd-teacher-server serving the TinyGpt folder's top-32 at T = 2.</summary>
+    internal static Process StartHost(string hostDll, string folder, out Uri url) => StartHost(hostDll, ["--model", folder, "--top-k", "32", "--temperature", "2"], out url);
+
+    /// <summary>kd-teacher-server with <paramref name="arguments"/>, on a free loopback port.</summary>
+    internal static Process StartHost(string hostDll, string[] arguments, out Uri url)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string a in (string[])[hostDll, "--model", folder, "--top-k", "32", "--temperature", "2", "--urls", "http://127.0.0.1:0", .. extra]) start.ArgumentList.Add(a);
+        foreach (string a in (string[])[hostDll, .. arguments, "--urls", "http://127.0.0.1:0"]) start.ArgumentList.Add(a);
         Process process = Process.Start(start)!;
         string banner = process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The teacher server printed nothing.");
         // "listening on http://127.0.0.1:PORT serving …"

@@ -18,6 +18,16 @@ internal sealed record TensorSignature(string Name, long[] Shape, string DType)
 }
 
 /// <summary>
+/// When the student has frozen parameters (LoRA adapters, frozen layers), its checkpoint file holds only what trains and
+/// its buffers; the frozen rest is identified by <see cref="FrozenDigest"/> (SHA-256 over each frozen tensor's name,
+/// dtype, shape and bytes), which must match the student a run resumes into.
+/// </summary>
+/// <param name="Names">The tensors the student file holds.</param>
+/// <param name="FrozenDigest">The digest of the frozen tensors.</param>
+/// <param name="FrozenTensors">How many tensors are frozen (for messages).</param>
+internal sealed record StoredStudentPart(IReadOnlyList<string> Names, string FrozenDigest, int FrozenTensors);
+
+/// <summary>
 /// <c>manifest.json</c>, written last into a checkpoint folder: what every other file must hash to, what the
 /// checkpoint belongs to (the student's and objective's state-dict signatures, the optimizer type) and the settings
 /// that give resuming its meaning. <see cref="Checksum"/> is the SHA-256 of the manifest itself serialised with an
@@ -33,7 +43,8 @@ internal sealed record CheckpointManifest(
     IReadOnlyList<TensorSignature> Objective,
     string Optimizer,
     CheckpointSettings Settings,
-    string Checksum = "")
+    string Checksum = "",
+    StoredStudentPart? StoredStudent = null)
 {
     public const string FileName = "manifest.json";
     public const int CurrentFormat = 1;

@@ -66,7 +66,7 @@ internal static class CheckpointStore
         Directory.CreateDirectory(temporary);
         try
         {
-            student.save(Path.Combine(temporary, StudentFile));
+            StoredStudentPart? part = StudentState.Write(student, Path.Combine(temporary, StudentFile));
             CrashPoint?.Invoke(CheckpointWritePoint.StudentWritten, state.Step);
             objective.save(Path.Combine(temporary, ObjectiveFile));
             optimizer.save_state_dict(Path.Combine(temporary, OptimizerFile));
@@ -79,7 +79,7 @@ internal static class CheckpointStore
                 files[name] = CheckpointManifest.Digest(path);
             }
             var manifest = new CheckpointManifest(CheckpointManifest.CurrentFormat, CheckpointManifest.CurrentLibraryVersion, state.Step, DateTimeOffset.UtcNow,
-                files, TensorSignature.Of(student), TensorSignature.Of(objective), optimizer.GetType().Name, settings);
+                files, TensorSignature.Of(student), TensorSignature.Of(objective), optimizer.GetType().Name, settings, StoredStudent: part);
             string manifestPath = Path.Combine(temporary, CheckpointManifest.FileName);
             File.WriteAllBytes(manifestPath, manifest.Serialize());
             Durability.FlushFile(manifestPath);
@@ -174,6 +174,16 @@ internal static class CheckpointStore
         breaking.AddRange(SignatureDifferences("objective", manifest.Objective, TensorSignature.Of(objective)));
         if (manifest.Optimizer != optimizer.GetType().Name) breaking.Add($"the optimizer was {manifest.Optimizer} and is {optimizer.GetType().Name} now");
         breaking.AddRange(settings.BreakingDifferences(manifest.Settings));
+        string[] frozen = StudentState.FrozenNames(student);
+        if (manifest.StoredStudent is { } part)
+        {
+            // The checkpoint holds only what trained: the frozen rest must be the same tensors it trained on.
+            if (frozen.Length != part.FrozenTensors || StudentState.FrozenDigest(student, frozen) != part.FrozenDigest)
+            {
+                breaking.Add($"the student's frozen parameters ({frozen.Length} tensors now, {part.FrozenTensors} then) are not the ones it was trained on " +
+                    $"(digest {part.FrozenDigest[..12]}…): load the same base weights and freeze the same parameters before resuming");
+            }
+        }
         if (breaking.Count > 0)
         {
             throw new InvalidOperationException($"Cannot resume from {checkpoint.Path}: " + string.Join("; ", breaking) + ". Nothing was changed.");
@@ -186,7 +196,7 @@ internal static class CheckpointStore
         Dictionary<string, Tensor>? studentState = null, objectiveState = null;
         try
         {
-            studentState = ModuleStateFile.Read(Path.Combine(checkpoint.Path, StudentFile), student);
+            studentState = ModuleStateFile.Read(Path.Combine(checkpoint.Path, StudentFile), student, manifest.StoredStudent?.Names);
             objectiveState = ModuleStateFile.Read(Path.Combine(checkpoint.Path, ObjectiveFile), objective);
             ReadOptimizerIntoStandIn(Path.Combine(checkpoint.Path, OptimizerFile), shadowOptimizer, trainable);
 

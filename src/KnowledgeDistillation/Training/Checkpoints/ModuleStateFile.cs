@@ -11,11 +11,15 @@ namespace KnowledgeDistillation.Training;
 /// </summary>
 internal static class ModuleStateFile
 {
-    /// <summary>The file's tensors, one per entry of <paramref name="module"/>'s state dict, on the CPU and outside any dispose scope.</summary>
+    /// <summary>
+    /// The file's tensors, one per entry of <paramref name="module"/>'s state dict (or of the <paramref name="only"/>
+    /// names of it), on the CPU and outside any dispose scope.
+    /// </summary>
     /// <exception cref="InvalidDataException">The file is truncated, has trailing bytes, or does not match the module; the message names the file.</exception>
-    public static Dictionary<string, Tensor> Read(string path, nn.Module module)
+    public static Dictionary<string, Tensor> Read(string path, nn.Module module, IReadOnlyCollection<string>? only = null)
     {
         Dictionary<string, Tensor> live = module.state_dict();
+        if (only is not null) live = live.Where(e => only.Contains(e.Key)).ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
         var read = new Dictionary<string, Tensor>(live.Count);
         try
         {
@@ -59,11 +63,43 @@ internal static class ModuleStateFile
         }
     }
 
-    /// <summary>Copies <paramref name="values"/> into the module's live parameters and buffers.</summary>
+    /// <summary>Copies <paramref name="values"/> into the module's live parameters and buffers of those names.</summary>
     public static void CopyInto(nn.Module module, Dictionary<string, Tensor> values)
     {
         using var noGrad = no_grad();
-        foreach ((string name, Tensor target) in module.state_dict()) target.copy_(values[name]);
+        foreach ((string name, Tensor target) in module.state_dict())
+        {
+            if (values.TryGetValue(name, out Tensor? value)) target.copy_(value);
+        }
+    }
+
+    /// <summary>Writes <paramref name="entries"/> in the layout TorchSharp's <c>Module.save</c> uses (and <see cref="Read"/> reads).</summary>
+    public static void Write(string path, IReadOnlyList<(string Name, Tensor Tensor)> entries)
+    {
+        using FileStream stream = File.Create(path);
+        using var writer = new BinaryWriter(stream);
+        WriteLength(writer, entries.Count);
+        foreach ((string name, Tensor tensor) in entries)
+        {
+            writer.Write(name);
+            WriteLength(writer, (long)tensor.dtype);
+            WriteLength(writer, tensor.dim());
+            foreach (long d in tensor.shape) WriteLength(writer, d);
+            writer.Flush();
+            using Tensor bytes = tensor.detach().cpu().contiguous();
+            bytes.WriteBytesToStream(stream);
+        }
+    }
+
+    private static void WriteLength(BinaryWriter writer, long value)
+    {
+        do
+        {
+            byte b = (byte)(value & 0x7f);
+            value >>= 7;
+            writer.Write(value > 0 ? (byte)(b | 0x80) : b);
+        }
+        while (value > 0);
     }
 
     public static void Dispose(Dictionary<string, Tensor>? values)

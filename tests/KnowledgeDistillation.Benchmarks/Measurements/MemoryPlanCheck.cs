@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using System.Globalization;
+using KnowledgeDistillation.Adapters;
+using KnowledgeDistillation.Models;
+using KnowledgeDistillation.Objectives;
+using KnowledgeDistillation.Students;
+using KnowledgeDistillation.Training;
+using KnowledgeDistillation.Transformers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace KnowledgeDistillation.Benchmarks.Measurements;
+
+/// <summary>
+/// <see cref="Students.MemoryPlan.Estimate"/> against the measured peak of real steps: each configuration in a fresh process
+/// (glibc maps every block of 1 MB or more on its own, so freed memory leaves the resident set), the resident size
+/// before the models exist as the baseline, one warm-up step (gradients and AdamW's moments allocated), then the peak
+/// resident size over three steps; also the median step time. Configurations: the TinyGpt workload at batch 32 and 64,
+/// with activation checkpointing, with LoRA; a Llama-shaped pair at 128 and 512 tokens with and without checkpointing;
+/// a BERT classification pair.
+/// </summary>
+internal static class MemoryPlanCheck
+{
+    private static readonly string[] Configurations =
+    [
+        "tiny-gpt/32", "tiny-gpt/64", "tiny-gpt/32/checkpointing", "tiny-gpt/32/lora", "tiny-gpt/32/lora+checkpointing",
+        "llama/8x128", "llama/8x128/checkpointing", "llama/8x512", "llama/8x512/checkpointing", "llama/8x512/lora+checkpointing",
+        "bert/32x128",
+    ];
+
+    public static int Run(string? one)
+    {
+        if (one is not null) return Measure(one);
+        Console.WriteLine("| configuration | estimate MB | measured peak MB | estimate / measured | median step ms |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (string configuration in Configurations)
+        {
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false };
+            foreach (string a in (string[])[typeof(MemoryPlanCheck).Assembly.Location, "measure", "memory-plan", configuration]) start.ArgumentList.Add(a);
+            using Process process = Process.Start(start)!;
+            string output = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            string? line = output.Split('\n').FirstOrDefault(l => l.StartsWith("RESULT ", StringComparison.Ordinal));
+            if (line is null)
+            {
+                Console.WriteLine($"| {configuration} | failed: {output.Trim().Split('\n').LastOrDefault()} | | | |");
+                continue;
+            }
+            string[] p = line.Split(' ');
+            double estimate = double.Parse(p[2], CultureInfo.InvariantCulture), measured = double.Parse(p[3], CultureInfo.InvariantCulture);
+            Console.WriteLine($"| {configuration} | {estimate:F0} | {measured:F0} | {estimate / measured:F2} | {p[4]} |");
+        }
+        return 0;
+    }
+
+    private static int Measure(string configuration)
+    {
+        if (!NativeMemory.CanMeasure("memory-plan")) return 1;
+        NativeMemory.TrackLargeAllocations();
+        string[] parts = configuration.Split('/');
+        bool checkpointing = parts.Length > 2 && parts[2].Contains("checkpointing"), lora = parts.Length > 2 && parts[2].Contains("lora");
+        (long batch, long length) = parts[0] == "tiny-gpt" ? (long.Parse(parts[1], CultureInfo.InvariantCulture), 64L)
+            : (long.Parse(parts[1].Split('x')[0], CultureInfo.InvariantCulture), long.Parse(parts[1].Split('x')[1], CultureInfo.InvariantCulture));
+
+        // JIT and libtorch's lazy initialisation first, on a throwaway pair of the same family, so they are in the baseline.
+        Build(parts[0], out _, out _, tiny: true);
+        Steps(parts[0], null, null, 2, 8, 2, checkpointing, lora, out _);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        double baseline = NativeMemory.ResidentMegabytes;
+
+        Build(parts[0], out nn.Module teacher, out nn.Module student, tiny: false);
+        double median = 0;
+        double peak = Steps(parts[0], teacher, student, batch, length, 4, checkpointing, lora, out MemoryPlan plan, s => median = s);
+        Console.WriteLine($"RESULT {configuration} {plan.Total / (double)(1 << 20):F1} {peak - baseline:F1} {median:F0}");
+        Console.Error.WriteLine(plan);
+        return 0;
+    }
+
+    private static void Build(string family, out nn.Module teacher, out nn.Module student, bool tiny)
+    {
+        manual_seed(1);
+        switch (family)
+        {
+            case "tiny-gpt":
+                teacher = new GptModel(tiny ? Workloads.Teacher with { Layers = 1 } : Workloads.Teacher);
+                student = new GptModel(tiny ? Workloads.Student with { Layers = 1 } : Workloads.Student);
+                break;
+            case "llama":
+                var config = new LlamaConfig { VocabSize = 4096, ContextLength = 512, Width = 256, Heads = 8, KeyValueHeads = 4, Layers = tiny ? 1 : 4, FeedForwardWidth = 704 };
+                teacher = new LlamaModel(config);
+                student = new LlamaModel(config with { Layers = tiny ? 1 : 2 });
+                break;
+            default:
+                var bert = new BertConfig { VocabSize = 8000, ContextLength = 512, Width = 256, Heads = 4, Layers = tiny ? 1 : 4, FeedForwardWidth = 1024, Dropout = 0, Head = BertHead.SequenceClassification };
+                teacher = new BertModel(bert);
+                student = new BertModel(bert with { Width = 128, Heads = 2, FeedForwardWidth = 512, Layers = tiny ? 1 : 2 });
+                break;
+        }
+    }
+
+    /// <summary>Runs a warm-up step and then <paramref name="measured"/> steps; returns the peak resident MB over the latter.</summary>
+    private static double Steps(string family, nn.Module? teacher, nn.Module? student, long batch, long length, int measured, bool checkpointing, bool lora,
+        out MemoryPlan plan, Action<double>? median = null)
+    {
+        if (teacher is null || student is null) Build(family, out teacher, out student, tiny: true);
+        if (lora) Lora.Apply(student, new LoraOptions { Targets = [.. LoraTargets.For(student)], Rank = 8, Alpha = 16 });
+        ((dynamic)student).ActivationCheckpointing = checkpointing;
+        var options = Workloads.Options(1 + measured);
+        plan = MemoryPlan.Estimate(teacher, student, batch, length);
+        long vocabulary = family == "tiny-gpt" ? Workloads.Vocabulary : family == "llama" ? 4096 : 8000;
+        manual_seed(3);
+        var data = Enumerable.Range(0, 1 + measured).Select(_ =>
+        {
+            Tensor ids = randint(0, vocabulary, [batch, length + 1]);
+            Tensor labels = family == "bert" ? randint(0, 2, [batch]) : ids[.., 1..].contiguous();
+            return new DistillationBatch<TokenBatch>(new TokenBatch(ids[.., ..(int)length].contiguous(), ones(batch, length, ScalarType.Int64)), labels);
+        }).ToList();
+        DistillationObjective objective = DistillationObjective.Create().SoftTargets(0.5, temperature: 2.0).HardTargets(0.5).Build();
+        var trainer = new DistillationTrainer<TokenBatch>((IDistillationModel<TokenBatch>)teacher, (IModuleModel<TokenBatch>)student, objective, options);
+        var times = new List<double>();
+        var clock = Stopwatch.StartNew();
+        bool reset = false;
+        trainer.Train(data, callbacks: [new AfterStep(step =>
+        {
+            if (step > 1) times.Add(clock.Elapsed.TotalMilliseconds);
+            if (!reset)
+            {
+                GC.Collect();
+                NativeMemory.ResetPeak();
+                reset = true;
+            }
+            clock.Restart();
+        })]);
+        median?.Invoke(times.Order().ElementAt(times.Count / 2));
+        return NativeMemory.PeakMegabytes;
+    }
+
+    private sealed class AfterStep(Action<long> action) : IDistillationCallback
+    {
+        public void OnStepEnd(StepReport report, TrainerControl control) => action(report.Step);
+    }
+}
