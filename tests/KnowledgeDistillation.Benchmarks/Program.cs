@@ -5,7 +5,7 @@
 //       | step-overhead [pairs] | tokenizer-speed <corpus.json> <name>=<tokenizer.json>...
 //       | teacher-server-load [seconds] [clients,...] | remote-teacher-step in-process|remote|compare [tiny-gpt|minilm] (run from the repository root)
 //       | memory-plan (MemoryPlan.Estimate against measured peaks, with and without LoRA and activation checkpointing)
-//       | memory-phases on|off|time-on|time-off <batch> <length> (peak and live memory after each phase of a step, Llama-shaped pair)
+//       | memory-phases <configuration> [time] (peak and live memory after each phase of a step, for a memory-plan configuration)
 using BenchmarkDotNet.Running;
 using KnowledgeDistillation.Benchmarks.Measurements;
 
@@ -24,7 +24,7 @@ if (args is ["measure", string name, ..])
             args.Length > 3 ? args[3].Split(',').Select(c => int.Parse(c, System.Globalization.CultureInfo.InvariantCulture)).ToArray() : [1, 4, 16]),
         "remote-teacher-step" when args.Length > 2 => RemoteTeacherStep.Run(HostDll(), args[2], args.Length > 3 ? args[3] : "tiny-gpt"),
         "memory-plan" => MemoryPlanCheck.Run(args.Length > 2 ? args[2] : null),
-        "memory-phases" when args.Length > 4 => MemoryPhases.Run(args[2] is "on" or "time-on", long.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture), long.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture), timeOnly: args[2].StartsWith("time", StringComparison.Ordinal)),
+        "memory-phases" when args.Length > 2 => MemoryPhases.Run(args[2], timeOnly: args.Length > 3 && args[3] == "time"),
         "step-overhead" => StepOverhead.Run(args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 400),
         _ => Unknown(name),
     };

@@ -1,94 +1,117 @@
-using KnowledgeDistillation.Models;
 using KnowledgeDistillation.Transformers;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace KnowledgeDistillation.Students;
 
 /// <summary>
 /// What one distillation step will hold, in bytes, estimated before the run from the models' shapes and the settings:
-/// the weights, the gradients and AdamW's two moments of what trains, the student's activations kept for its backward
-/// pass, and the logits with the loss's intermediates. An estimate for planning (does it fit?), measured against real
-/// steps in docs/performance.md; framework and runtime overhead (the allocator, the .NET runtime, libtorch's own
-/// buffers) is not in it.
+/// the weights, the gradients and AdamW's two moments of what trains, and the step's transient memory, whose peak is
+/// the largest of its phases (the teacher's forward pass; the student's forward pass; the loss and the start of the
+/// backward pass; with checkpointing, a block recomputed in the backward pass). Every term is derived from what the
+/// reference models' operations create and what autograd keeps, not fitted; docs/performance.md compares it with
+/// measured peaks. The runtime's own memory (the .NET heap, libtorch's and the allocator's) is not in it.
 /// </summary>
+/// <remarks>
+/// The step modelled is the trainer's default objective: a soft-target divergence over <c>[rows, V]</c> logits plus
+/// hard-target cross-entropy. Losses on hidden states or attention maps add their own inputs, not estimated here.
+/// </remarks>
 /// <param name="TeacherWeights">The teacher's parameters at its precision (0 for a cached or remote teacher).</param>
 /// <param name="StudentWeights">All of the student's parameters, frozen ones included.</param>
 /// <param name="Gradients">One float per trainable parameter.</param>
 /// <param name="OptimizerState">AdamW's first and second moments: two floats per trainable parameter.</param>
-/// <param name="TeacherForward">The teacher's forward pass at its widest (one block's working set and its logits); nothing of it is kept.</param>
-/// <param name="Activations">The student's tensors kept for the backward pass (per block, or only block inputs plus one block when checkpointing).</param>
-/// <param name="Logits">The student's and teacher's logits and the soft-target and cross-entropy intermediates.</param>
-public sealed record MemoryPlan(long TeacherWeights, long StudentWeights, long Gradients, long OptimizerState, long TeacherForward, long Activations, long Logits)
+/// <param name="TeacherForward">The teacher's forward pass at its widest: one block's tensors (all held until the block ends), or its head.</param>
+/// <param name="Activations">The student's tensors kept for the backward pass (per block, or only block inputs when checkpointing).</param>
+/// <param name="Logits">The student's and the teacher's logits, held from their forward passes to the end of the micro-batch.</param>
+/// <param name="StudentForward">What a student block makes in its forward pass besides what it keeps (with checkpointing: all of it).</param>
+/// <param name="Loss">The loss's intermediates at their peak, or those it keeps plus the logits' gradients at the start of the backward pass, whichever is larger.</param>
+/// <param name="Recomputation">With checkpointing, one block run again in the backward pass with its gradients; 0 without.</param>
+public sealed record MemoryPlan(long TeacherWeights, long StudentWeights, long Gradients, long OptimizerState, long TeacherForward, long Activations, long Logits,
+    long StudentForward, long Loss, long Recomputation)
 {
+    /// <summary>What lives through the whole run: the weights, gradients and optimizer state.</summary>
+    public long Resident => TeacherWeights + StudentWeights + Gradients + OptimizerState;
+
     /// <summary>
-    /// The step's peak: the weights, gradients and optimizer state, plus the larger of the teacher's forward pass and
-    /// the student's loss phase (its kept activations with the logits and the loss's intermediates); the two do not overlap.
+    /// The step's peak: <see cref="Resident"/> plus the largest phase: the teacher's forward pass, or the student's
+    /// kept activations and the logits with the largest of the student's forward transients, the loss and the recomputation.
     /// </summary>
-    public long Total => TeacherWeights + StudentWeights + Gradients + OptimizerState + Math.Max(TeacherForward, Activations + Logits);
+    public long Total => Resident + Math.Max(TeacherForward, Activations + Logits + Math.Max(StudentForward, Math.Max(Loss, Recomputation)));
 
     /// <summary>
     /// Estimates a step of <paramref name="student"/> (a reference GPT, BERT or Llama-family model; its
-    /// <see cref="ReferenceModel{TConfig}.ActivationCheckpointing"/> and frozen parameters, e.g. LoRA, are read from it)
-    /// distilled from <paramref name="teacher"/> (a reference model, or null for a teacher cache or a remote teacher),
+    /// <see cref="ReferenceModel{TConfig}.ActivationCheckpointing"/> and frozen parameters and LoRA adapters are read from
+    /// it) distilled from <paramref name="teacher"/> (a reference model, or null for a teacher cache or a remote teacher),
     /// for micro-batches of <paramref name="batch"/> sequences of <paramref name="length"/> tokens, trained with AdamW.
     /// </summary>
-    /// <exception cref="ArgumentException">The student is not a reference model, or a size is below 1.</exception>
-    /// <param name="teacher">A reference model, or null for a cached or remote teacher.</param>
-    /// <param name="student">A reference model; its checkpointing setting and frozen parameters are read from it.</param>
-    /// <param name="teacherDtype">The teacher's precision in the run (the trainer's TeacherPrecision); null: its own.</param>
-    /// <param name="batch">Sequences per micro-batch.</param>
-    /// <param name="length">Tokens per sequence.</param>
-    /// <param name="maskedAttention">Whether batches carry an attention mask (padding): attention then runs through the
-    /// explicit path, which keeps each block's [B, H, S, S] probabilities, instead of the fused kernel.</param>
-    public static MemoryPlan Estimate(nn.Module? teacher, nn.Module student, long batch, long length, ScalarType? teacherDtype = null, bool maskedAttention = true)
+    /// <exception cref="ArgumentException">A model is not a reference model.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A size is below 1.</exception>
+    public static MemoryPlan Estimate(nn.Module? teacher, nn.Module student, long batch, long length, MemoryPlanOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(student);
-        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be at least 1.");
-        if (length < 1) throw new ArgumentOutOfRangeException(nameof(length), length, "length must be at least 1.");
-        Shape s = Shape.Of(student, nameof(student));
-        long micro = batch; // each micro-batch is a batch of this size; accumulation adds no activations
-        long tokens = micro * length;
+        if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, $"batch must be at least 1; got {batch}.");
+        if (length < 1) throw new ArgumentOutOfRangeException(nameof(length), length, $"length must be at least 1; got {length}.");
+        options ??= new MemoryPlanOptions();
+        MemoryBlockShape s = MemoryBlockShape.Of(student, nameof(student));
+        MemoryBlockShape? t = teacher is null ? null : MemoryBlockShape.Of(teacher, nameof(teacher));
+        long tokens = batch * length;
+        long mask = options.AttentionMask ? batch * length * length * 4 : 0;
 
-        long teacherBytes = teacher is null ? 0 : teacherDtype is ScalarType dtype ? ElementBytes(dtype) : teacher.parameters().FirstOrDefault()?.element_size() ?? 4;
+        long teacherBytes = teacher is null ? 0 : options.TeacherPrecision is ScalarType dtype ? ElementBytes(dtype) : teacher.parameters().FirstOrDefault()?.element_size() ?? 4;
         long teacherWeights = teacher is null ? 0 : teacher.parameters().Sum(p => p.numel()) * teacherBytes;
         long studentWeights = student.parameters().Sum(p => p.numel() * p.element_size());
         long trainable = student.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+        LoraShape lora = LoraShape.Of(student, s.Layers);
 
-        // Kept for backward per block, in floats per token (derived from what each operation saves):
-        //   GPT/BERT block: norm input W, projection input W, q, k, v 3W, attention output W, second norm input W,
-        //   feed-forward input W, activation input F, projection input F  →  8W + 2F
-        //   Llama block: norm input W, projection input W, rotated q W, k and v after repeat to every head 2W,
-        //   attention output W, second norm input W, feed-forward input W, gate and up outputs 2F, their product F  →  8W + 3F
-        long perBlock = s.Llama ? 8L * s.Width + 3L * s.FeedForward : 8L * s.Width + 2L * s.FeedForward;
-        //   with a mask, the attention probabilities too: H · S floats per token (the softmax output the product with V keeps)
-        if (maskedAttention) perBlock += (long)s.Heads * length;
-        long adapters = student.named_parameters().Where(p => p.parameter.requires_grad && p.name.EndsWith(".lora_A.weight", StringComparison.Ordinal))
-            .Sum(p => p.parameter.shape[0]);
-        long kept = s.Checkpointing
-            ? s.Layers * (long)s.Width + perBlock // block inputs, then one block recomputed at a time
-            : s.Layers * perBlock;
-        kept += adapters; // each adapter keeps A x (r floats per token)
-        kept += 2L * s.Width; // embeddings and final norm input
-        // The teacher's forward keeps nothing, but one block's working set is alive at a time: its hidden states, the
-        // feed-forward expansion and, with a mask, the scores, the masked scores and the probabilities ([B, H, S, S] each).
-        long teacherWorking = teacher is null ? 0 : Shape.Of(teacher, nameof(teacher)) is var t
-            ? (2L * t.Width + t.FeedForward + (maskedAttention ? 3L * t.Heads * length : 0)) * teacherBytes
-            : 0;
-        long activations = tokens * kept * 4;
-        long teacherForward = teacher is null ? 0 : tokens * teacherWorking + (Shape.Of(teacher, nameof(teacher)) is var tt && tt.TokenLevelLogits ? tokens : micro) * tt.Classes * teacherBytes;
+        // Logits, held from the forward passes to the end of the micro-batch: the student's in float32, the teacher's at its precision.
+        long rows = s.TokenLevelLogits ? tokens : batch;
+        long studentLogits = rows * s.Classes * 4;
+        long teacherLogits = t is null ? 0 : rows * t.Classes * teacherBytes;
 
-        // Logits: the student's, their gradient, the soft-target log-probabilities at T and the cross-entropy's, the
-        // teacher's probabilities at T (and its own logits), per row of the head's output.
-        long rows = s.TokenLevelLogits ? tokens : micro;
-        long logits = rows * s.Classes * 4 * 6;
+        // Kept activations: every block's saved tensors, or with checkpointing only each block's input.
+        long perBlockKept = s.KeptPerToken + lora.KeptPerBlock;
+        long kept = tokens * 4 * (s.Checkpointing ? s.Layers * (long)s.Width + s.StackKept : s.Layers * perBlockKept + s.StackKept) + mask;
+        // A block's forward: with gradients, what it makes beyond what autograd keeps (freed when the block ends); under
+        // checkpointing's no-gradient forward, everything it makes.
+        long blockMade = tokens * 4 * (s.MadePerToken + lora.MadePerBlock);
+        long studentForward = (s.Checkpointing ? blockMade : blockMade - tokens * 4 * perBlockKept) + tokens * 4 * Math.Max(0, s.EmbeddingMade - s.Width);
+        // Checkpointing's backward: one block made again with gradients, plus the gradients flowing through it (one [T, F]
+        // and two [T, D] at a time).
+        long recomputation = s.Checkpointing ? blockMade + tokens * 4 * (s.FeedForward + 2L * s.Width) : 0;
 
-        return new MemoryPlan(teacherWeights, studentWeights, trainable * 4, trainable * 8, teacherForward, activations, logits);
+        long loss = LossPeak(studentLogits, rows, s.Classes, options, teacherBytes is 4 or 0 ? 0 : rows * s.Classes * 4);
+        // The teacher's forward pass keeps nothing, but a block holds all it makes until it ends, beside its input and
+        // the embedding stage's tensors (held until the pass ends); then the head: the last state, its norm and the logits.
+        long teacherForward = t is null ? 0 : Math.Max(
+            tokens * teacherBytes * (t.EmbeddingMade + t.Width + t.MadePerToken) + mask,
+            tokens * teacherBytes * (t.EmbeddingMade + 2L * t.Width) + teacherLogits);
+
+        return new MemoryPlan(teacherWeights, studentWeights, trainable * 4, trainable * 8, teacherForward, kept, studentLogits + teacherLogits,
+            studentForward, loss, recomputation);
+    }
+
+    /// <summary>
+    /// The loss phase over <paramref name="logits"/> bytes (M) of student logits. Whole (M at most the chunk size): the
+    /// divergence makes log-softmaxes of both sides, their exponent, difference and product (6M; 8M with both sides first
+    /// divided by T), while the backward pass starts from what they keep (3M), cross-entropy's log-softmax (M) and the
+    /// logits' two incoming gradients (2M). In chunks: the gradient buffer (M) and one chunk's ten intermediates, or the
+    /// buffer, cross-entropy's log-softmax and the backward pass's two gradients (4M).
+    /// </summary>
+    private static long LossPeak(long logits, long rows, long classes, MemoryPlanOptions options, long teacherCopy)
+    {
+        if (rows * classes <= options.LossChunkElements)
+        {
+            long divergence = (options.Temperature == 1.0 ? 6 : 8) * logits;
+            return Math.Max(divergence, 6 * logits) + teacherCopy;
+        }
+        long chunkRows = Math.Max(1, options.LossChunkElements / classes);
+        long chunk = chunkRows * classes * 4;
+        return Math.Max(logits + 10 * chunk, 4 * logits);
     }
 
     /// <summary>A one-line table row in megabytes.</summary>
     public override string ToString() =>
-        $"teacher {Mb(TeacherWeights)}, student {Mb(StudentWeights)}, gradients {Mb(Gradients)}, optimizer {Mb(OptimizerState)}, teacher forward {Mb(TeacherForward)}, activations {Mb(Activations)}, logits {Mb(Logits)}; peak {Mb(Total)}";
+        $"teacher {Mb(TeacherWeights)}, student {Mb(StudentWeights)}, gradients {Mb(Gradients)}, optimizer {Mb(OptimizerState)}, teacher forward {Mb(TeacherForward)}, " +
+        $"activations {Mb(Activations)}, logits {Mb(Logits)}, student forward {Mb(StudentForward)}, loss {Mb(Loss)}, recomputation {Mb(Recomputation)}; peak {Mb(Total)}";
 
     private static long ElementBytes(ScalarType dtype)
     {
@@ -98,16 +121,19 @@ public sealed record MemoryPlan(long TeacherWeights, long StudentWeights, long G
 
     private static string Mb(long bytes) => $"{bytes / (double)(1 << 20):F1} MB";
 
-    private sealed record Shape(int Layers, int Width, int FeedForward, int Heads, long Classes, bool Llama, bool TokenLevelLogits, bool Checkpointing)
+    /// <summary>LoRA's share of a block, in floats per token: A·x kept (r per adapter), and the base output, B·A·x and its scaled copy made (3 × out).</summary>
+    private readonly record struct LoraShape(long KeptPerBlock, long MadePerBlock)
     {
-        public static Shape Of(nn.Module model, string parameter) => model switch
+        public static LoraShape Of(nn.Module student, int layers)
         {
-            GptModel g => new(g.Config.Layers, g.Config.Width, g.Config.EffectiveFeedForwardWidth, g.Config.Heads, g.Config.VocabSize, false, true, g.ActivationCheckpointing),
-            LlamaModel l => new(l.Config.Layers, l.Config.Width, l.Config.EffectiveFeedForwardWidth, l.Config.Heads, l.Config.VocabSize, true, true, l.ActivationCheckpointing),
-            BertModel b => new(b.Config.Layers, b.Config.Width, b.Config.EffectiveFeedForwardWidth, b.Config.Heads,
-                b.Config.Head switch { BertHead.MaskedLM => b.Config.VocabSize, BertHead.SequenceClassification => b.Config.NumLabels, _ => b.Config.Width },
-                false, b.Config.Head != BertHead.SequenceClassification, b.ActivationCheckpointing),
-            _ => throw new ArgumentException($"{parameter} must be a GptModel, BertModel or LlamaModel to estimate its activations; got {model.GetType().Name}.", parameter),
-        };
+            // Read from the adapters' registered weights (A [r, in], B [out, r]), as a checkpoint sees them.
+            long rank = 0, outputs = 0;
+            foreach ((string name, Tensor p) in student.named_parameters())
+            {
+                if (name.EndsWith(".lora_A.weight", StringComparison.Ordinal)) rank += p.shape[0];
+                else if (name.EndsWith(".lora_B.weight", StringComparison.Ordinal)) outputs += p.shape[0];
+            }
+            return new LoraShape(rank / layers, 3 * outputs / layers);
+        }
     }
 }

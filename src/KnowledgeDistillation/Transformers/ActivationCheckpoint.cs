@@ -72,11 +72,14 @@ internal static class ActivationCheckpoint
                 if (call.CudaSeed is long seed) cuda.manual_seed(seed);
                 using (enable_grad())
                 {
+                    // The recomputed block's tensors are freed as soon as its gradients are out: without this scope they
+                    // would live in whatever scope called backward, every block's at once, undoing the saving.
+                    using var recomputation = NewDisposeScope();
                     using Tensor input = x.detach().requires_grad_();
                     Tensor output = call.Block(input);
                     // Reentrant, as torch.utils.checkpoint's original form: the block's parameters get their gradients here.
                     TorchSharp.torch.autograd.backward([output], [gradOutput]);
-                    return [input.grad is null ? zeros_like(x) : input.grad.detach().clone(), null!];
+                    return [(input.grad is null ? zeros_like(x) : input.grad.detach().clone()).MoveToOuterDisposeScope(), null!];
                 }
             }
             finally

@@ -53,20 +53,46 @@ internal static class TransformerStack
         foreach (TBlock block in blocks)
         {
             int layer = index++;
+            // A block's own scope: what it makes and does not return (or autograd does not keep) is freed when the block
+            // ends, not when the model's forward pass does. Without it a forward pass holds every block's temporaries at
+            // once: a no-gradient teacher's whole working set, not one block's.
+            using var blockScope = NewDisposeScope();
+            Tensor blockInput = x;
             if (recompute)
             {
-                x = ActivationCheckpoint.Run(x, input => step(block, layer, input, false, false).Output);
+                x = ActivationCheckpoint.Run(x, input => step(block, layer, input, false, false).Output).MoveToOuterDisposeScope();
                 hidden?.Add(x);
+                Release(blockInput, embeddings, hidden);
                 continue;
             }
             AttentionResult r = step(block, layer, x, request.AnyAttention, request.QueryKeyValues);
+            r.Output.MoveToOuterDisposeScope();
+            r.Scores?.MoveToOuterDisposeScope();
+            r.Probabilities?.MoveToOuterDisposeScope();
+            if (r.States is { } kept)
+            {
+                kept.Queries.MoveToOuterDisposeScope();
+                kept.Keys.MoveToOuterDisposeScope();
+                kept.Values.MoveToOuterDisposeScope();
+            }
             if (states is not null) states.Add(r.States!);
             x = r.Output;
             hidden?.Add(x);
+            Release(blockInput, embeddings, hidden);
             scores?.Add(r.Scores!);
             probabilities?.Add(r.Probabilities!);
         }
         return new Result(x, hidden, scores, probabilities, states);
+    }
+
+    /// <summary>
+    /// Drops our handle on a block's input once the next block has read it, unless it is the caller's embeddings or a
+    /// requested hidden state: under no_grad (a teacher) its memory is freed now instead of when the forward pass ends;
+    /// with gradients autograd keeps what it saved of it.
+    /// </summary>
+    private static void Release(Tensor input, Tensor embeddings, List<Tensor>? hidden)
+    {
+        if (hidden is null && !ReferenceEquals(input, embeddings)) input.Dispose();
     }
 
     /// <summary>Runs standard <see cref="TransformerBlock"/>s, appending to <paramref name="cache"/> when given.</summary>

@@ -57,27 +57,50 @@ internal static class MemoryPlanCheck
     {
         if (!NativeMemory.CanMeasure("memory-plan")) return 1;
         NativeMemory.TrackLargeAllocations();
-        string[] parts = configuration.Split('/');
-        bool checkpointing = parts.Length > 2 && parts[2].Contains("checkpointing"), lora = parts.Length > 2 && parts[2].Contains("lora");
-        (long batch, long length) = parts[0] == "tiny-gpt" ? (long.Parse(parts[1], CultureInfo.InvariantCulture), 64L)
-            : (long.Parse(parts[1].Split('x')[0], CultureInfo.InvariantCulture), long.Parse(parts[1].Split('x')[1], CultureInfo.InvariantCulture));
-
+        Configuration c = Parse(configuration);
         // JIT and libtorch's lazy initialisation first, on a throwaway pair of the same family, so they are in the baseline.
-        Build(parts[0], out _, out _, tiny: true);
-        Steps(parts[0], null, null, 2, 8, 2, checkpointing, lora, out _);
+        Build(c.Family, out _, out _, tiny: true);
+        Steps(c with { Batch = 2, Length = 8 }, null, null, 2, out _);
         GC.Collect();
         GC.WaitForPendingFinalizers();
         double baseline = NativeMemory.ResidentMegabytes;
 
-        Build(parts[0], out nn.Module teacher, out nn.Module student, tiny: false);
+        Build(c.Family, out nn.Module teacher, out nn.Module student, tiny: false);
         double median = 0;
-        double peak = Steps(parts[0], teacher, student, batch, length, 4, checkpointing, lora, out MemoryPlan plan, s => median = s);
+        double peak = Steps(c, teacher, student, 4, out MemoryPlan plan, s => median = s);
         Console.WriteLine($"RESULT {configuration} {plan.Total / (double)(1 << 20):F1} {peak - baseline:F1} {median:F0}");
         Console.Error.WriteLine(plan);
         return 0;
     }
 
-    private static void Build(string family, out nn.Module teacher, out nn.Module student, bool tiny)
+    /// <summary>A configuration: family/batch[xlength][/lora][+checkpointing].</summary>
+    internal sealed record Configuration(string Family, long Batch, long Length, bool Checkpointing, bool Lora)
+    {
+        public long Vocabulary => Family == "tiny-gpt" ? Workloads.Vocabulary : Family == "llama" ? 4096 : 8000;
+    }
+
+    internal static Configuration Parse(string configuration)
+    {
+        string[] parts = configuration.Split('/');
+        bool checkpointing = parts.Length > 2 && parts[2].Contains("checkpointing"), lora = parts.Length > 2 && parts[2].Contains("lora");
+        (long batch, long length) = parts[0] == "tiny-gpt" ? (long.Parse(parts[1], CultureInfo.InvariantCulture), 64L)
+            : (long.Parse(parts[1].Split('x')[0], CultureInfo.InvariantCulture), long.Parse(parts[1].Split('x')[1], CultureInfo.InvariantCulture));
+        return new Configuration(parts[0], batch, length, checkpointing, lora);
+    }
+
+    /// <summary>Random token batches for <paramref name="c"/>: next-token labels, or a class per sequence for BERT.</summary>
+    internal static List<DistillationBatch<TokenBatch>> Data(Configuration c, int count)
+    {
+        manual_seed(3);
+        return Enumerable.Range(0, count).Select(_ =>
+        {
+            Tensor ids = randint(0, c.Vocabulary, [c.Batch, c.Length + 1]);
+            Tensor labels = c.Family == "bert" ? randint(0, 2, [c.Batch]) : ids[.., 1..].contiguous();
+            return new DistillationBatch<TokenBatch>(new TokenBatch(ids[.., ..(int)c.Length].contiguous(), ones(c.Batch, c.Length, ScalarType.Int64)), labels);
+        }).ToList();
+    }
+
+    internal static void Build(string family, out nn.Module teacher, out nn.Module student, bool tiny)
     {
         manual_seed(1);
         switch (family)
@@ -100,22 +123,14 @@ internal static class MemoryPlanCheck
     }
 
     /// <summary>Runs a warm-up step and then <paramref name="measured"/> steps; returns the peak resident MB over the latter.</summary>
-    private static double Steps(string family, nn.Module? teacher, nn.Module? student, long batch, long length, int measured, bool checkpointing, bool lora,
-        out MemoryPlan plan, Action<double>? median = null)
+    private static double Steps(Configuration c, nn.Module? teacher, nn.Module? student, int measured, out MemoryPlan plan, Action<double>? median = null)
     {
-        if (teacher is null || student is null) Build(family, out teacher, out student, tiny: true);
-        if (lora) Lora.Apply(student, new LoraOptions { Targets = [.. LoraTargets.For(student)], Rank = 8, Alpha = 16 });
-        ((dynamic)student).ActivationCheckpointing = checkpointing;
+        if (teacher is null || student is null) Build(c.Family, out teacher, out student, tiny: true);
+        if (c.Lora) Lora.Apply(student, new LoraOptions { Targets = [.. LoraTargets.For(student)], Rank = 8, Alpha = 16 });
+        ((dynamic)student).ActivationCheckpointing = c.Checkpointing;
         var options = Workloads.Options(1 + measured);
-        plan = MemoryPlan.Estimate(teacher, student, batch, length);
-        long vocabulary = family == "tiny-gpt" ? Workloads.Vocabulary : family == "llama" ? 4096 : 8000;
-        manual_seed(3);
-        var data = Enumerable.Range(0, 1 + measured).Select(_ =>
-        {
-            Tensor ids = randint(0, vocabulary, [batch, length + 1]);
-            Tensor labels = family == "bert" ? randint(0, 2, [batch]) : ids[.., 1..].contiguous();
-            return new DistillationBatch<TokenBatch>(new TokenBatch(ids[.., ..(int)length].contiguous(), ones(batch, length, ScalarType.Int64)), labels);
-        }).ToList();
+        plan = MemoryPlan.Estimate(teacher, student, c.Batch, c.Length);
+        var data = Data(c, 1 + measured);
         DistillationObjective objective = DistillationObjective.Create().SoftTargets(0.5, temperature: 2.0).HardTargets(0.5).Build();
         var trainer = new DistillationTrainer<TokenBatch>((IDistillationModel<TokenBatch>)teacher, (IModuleModel<TokenBatch>)student, objective, options);
         var times = new List<double>();
