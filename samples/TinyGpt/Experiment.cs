@@ -56,8 +56,10 @@ internal sealed record Settings(string? CorpusPath, string Output, bool Quick, i
 }
 
 /// <summary>One student run: its perplexity on the validation split (for choices) and on the held-out test split (for the table).</summary>
+/// <param name="Trainable">Parameters the optimizer updates (LoRA: the adapters only).</param>
+/// <param name="PlannedPeak">MemoryPlan.Estimate's peak for the step, in bytes (measured peaks: docs/students-that-fit.md).</param>
 internal sealed record StudentResult(StudentKind Kind, int Seed, double Validation, double Test, double Seconds, IReadOnlyList<(long Step, double Perplexity)> Curve,
-    double SampleNll, IReadOnlyList<string> Samples);
+    double SampleNll, IReadOnlyList<string> Samples, long Trainable = 0, long PlannedPeak = 0);
 
 /// <summary>
 /// The teacher (trained until it stops improving, cached) and the four students at the same budget — same steps,
@@ -143,7 +145,10 @@ internal sealed class Experiment(Settings settings)
             progress => trainer.Train(data, curveBatches, callbacks: [new CurveRecorder(curve)], progress: progress));
         double seconds = timer.Elapsed.TotalSeconds;
         (double sampleNll, IReadOnlyList<string> samples) = SampleQuality.TeacherNll(student, teacher, prompts);
-        return new StudentResult(kind, seed, trainer.Evaluate(validation).StudentMetric, trainer.Evaluate(test).StudentMetric, seconds, curve, sampleNll, samples);
+        long trainable = student.parameters().Where(p => p.requires_grad).Sum(p => p.numel());
+        long planned = MemoryPlan.Estimate(distilled ? teacher : null, student, Batch, Context, new MemoryPlanOptions { Temperature = onPolicy ? 1.0 : settings.Recipe.Temperature }).Total;
+        return new StudentResult(kind, seed, trainer.Evaluate(validation).StudentMetric, trainer.Evaluate(test).StudentMetric, seconds, curve, sampleNll, samples,
+            trainable, planned);
     }
 
     /// <summary>

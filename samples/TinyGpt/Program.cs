@@ -83,12 +83,14 @@ static int Run(Settings settings)
         : Markup.Escape(record.Summary()));
 
     ModelSize teacherSize = ModelSize.Of(teacher), studentSize = ModelSize.Of(new KnowledgeDistillation.Transformers.GptModel(Experiment.TeacherConfig with { Layers = 2 }));
-    var table = new Table().AddColumns("model", "parameters", "test perplexity", "validation perplexity", "teacher NLL of its samples", "train time (s)");
-    table.AddRow("teacher (4 layers)", Count(teacherSize.Parameters), F(teacherTest), F(record.FinalPerplexity), F(teacherSampleNll), cached ? "cached" : F0(record.Seconds));
+    var table = new Table().AddColumns("model", "parameters (trained)", "test perplexity", "validation perplexity", "teacher NLL of its samples", "train time (s)", "planned peak MB");
+    table.AddRow("teacher (4 layers)", Count(teacherSize.Parameters), F(teacherTest), F(record.FinalPerplexity), F(teacherSampleNll), cached ? "cached" : F0(record.Seconds), "");
     foreach (var group in students.GroupBy(s => s.Kind))
     {
-        table.AddRow($"{Experiment.Describe(group.Key)} (2 layers)", Count(studentSize.Parameters), Spread(group.Select(s => s.Test)),
-            Spread(group.Select(s => s.Validation)), Spread(group.Select(s => s.SampleNll)), F0(group.Average(s => s.Seconds)));
+        long trained = group.First().Trainable;
+        table.AddRow($"{Experiment.Describe(group.Key)} (2 layers)", Count(studentSize.Parameters) + (group.Key == StudentKind.InitKDLora ? $" ({Count(trained)})" : ""),
+            Spread(group.Select(s => s.Test)), Spread(group.Select(s => s.Validation)), Spread(group.Select(s => s.SampleNll)), F0(group.Average(s => s.Seconds)),
+            F0(group.First().PlannedPeak / (double)(1 << 20)));
     }
     AnsiConsole.Write(table);
     AnsiConsole.MarkupLine($"[grey]teacher NLL of its samples: the teacher's mean negative log-likelihood per byte of each model's sampled 32-byte continuations (T = 1) of {Experiment.JudgedPrompts} held-out test prompts; lower is text the teacher finds more plausible[/]");

@@ -44,13 +44,17 @@ public sealed record MemoryPlan(long TeacherWeights, long StudentWeights, long G
     /// for micro-batches of <paramref name="batch"/> sequences of <paramref name="length"/> tokens, trained with AdamW.
     /// </summary>
     /// <exception cref="ArgumentException">A model is not a reference model.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">A size is below 1.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A size is below 1, or an option is out of range.</exception>
     public static MemoryPlan Estimate(nn.Module? teacher, nn.Module student, long batch, long length, MemoryPlanOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(student);
         if (batch < 1) throw new ArgumentOutOfRangeException(nameof(batch), batch, $"batch must be at least 1; got {batch}.");
         if (length < 1) throw new ArgumentOutOfRangeException(nameof(length), length, $"length must be at least 1; got {length}.");
         options ??= new MemoryPlanOptions();
+        if (!double.IsFinite(options.Temperature) || options.Temperature <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Temperature, $"options.Temperature must be finite and > 0; got {options.Temperature}.");
+        if (options.LossChunkElements < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.LossChunkElements, $"options.LossChunkElements must be at least 1; got {options.LossChunkElements}.");
         MemoryBlockShape s = MemoryBlockShape.Of(student, nameof(student));
         MemoryBlockShape? t = teacher is null ? null : MemoryBlockShape.Of(teacher, nameof(teacher));
         long tokens = batch * length;

@@ -20,8 +20,8 @@ internal static class MemoryPhases
     {
         if (!timeOnly) NativeMemory.TrackLargeAllocations();
         var c = MemoryPlanCheck.Parse(configuration);
-        MemoryPlanCheck.Build(c.Family, out nn.Module teacherModule, out nn.Module studentModule, tiny: false);
-        if (c.Lora) Lora.Apply(studentModule, new LoraOptions { Targets = [.. LoraTargets.For(studentModule)], Rank = 8, Alpha = 16 });
+        MemoryPlanCheck.Build(c.Family, out nn.Module teacherModule, out nn.Module studentModule, tiny: false, c.Length);
+        if (c.Lora) Lora.Apply(studentModule, new LoraOptions { Targets = [.. LoraTargets.For(studentModule)], Rank = c.Rank, Alpha = 2 * c.Rank });
         ((dynamic)studentModule).ActivationCheckpointing = c.Checkpointing;
         foreach (var p in teacherModule.parameters()) p.requires_grad_(false);
         var teacher = (IModuleModel<TokenBatch>)teacherModule;

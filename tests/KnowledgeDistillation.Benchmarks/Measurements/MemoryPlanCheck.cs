@@ -23,7 +23,7 @@ internal static class MemoryPlanCheck
 {
     private static readonly string[] Configurations =
     [
-        "tiny-gpt/32", "tiny-gpt/64", "tiny-gpt/32/checkpointing", "tiny-gpt/32/lora", "tiny-gpt/32/lora+checkpointing",
+        "tiny-gpt/32", "tiny-gpt/64", "tiny-gpt/32/checkpointing", "tiny-gpt/32/lora", "tiny-gpt/32/lora+checkpointing", "tiny-gpt/32/lora16+checkpointing",
         "llama/8x128", "llama/8x128/checkpointing", "llama/8x512", "llama/8x512/checkpointing", "llama/8x512/lora+checkpointing",
         "bert/32x128",
     ];
@@ -65,7 +65,7 @@ internal static class MemoryPlanCheck
         GC.WaitForPendingFinalizers();
         double baseline = NativeMemory.ResidentMegabytes;
 
-        Build(c.Family, out nn.Module teacher, out nn.Module student, tiny: false);
+        Build(c.Family, out nn.Module teacher, out nn.Module student, tiny: false, c.Length);
         double median = 0;
         double peak = Steps(c, teacher, student, 4, out MemoryPlan plan, s => median = s);
         Console.WriteLine($"RESULT {configuration} {plan.Total / (double)(1 << 20):F1} {peak - baseline:F1} {median:F0}");
@@ -73,8 +73,8 @@ internal static class MemoryPlanCheck
         return 0;
     }
 
-    /// <summary>A configuration: family/batch[xlength][/lora][+checkpointing].</summary>
-    internal sealed record Configuration(string Family, long Batch, long Length, bool Checkpointing, bool Lora)
+    /// <summary>A configuration: family/batch[xlength][/lora[rank]][+checkpointing] (TinyGpt's length defaults to its context, 64).</summary>
+    internal sealed record Configuration(string Family, long Batch, long Length, bool Checkpointing, bool Lora, int Rank = 8)
     {
         public long Vocabulary => Family == "tiny-gpt" ? Workloads.Vocabulary : Family == "llama" ? 4096 : 8000;
     }
@@ -83,9 +83,12 @@ internal static class MemoryPlanCheck
     {
         string[] parts = configuration.Split('/');
         bool checkpointing = parts.Length > 2 && parts[2].Contains("checkpointing"), lora = parts.Length > 2 && parts[2].Contains("lora");
-        (long batch, long length) = parts[0] == "tiny-gpt" ? (long.Parse(parts[1], CultureInfo.InvariantCulture), 64L)
-            : (long.Parse(parts[1].Split('x')[0], CultureInfo.InvariantCulture), long.Parse(parts[1].Split('x')[1], CultureInfo.InvariantCulture));
-        return new Configuration(parts[0], batch, length, checkpointing, lora);
+        string[] shape = parts[1].Split('x');
+        long batch = long.Parse(shape[0], CultureInfo.InvariantCulture), length = shape.Length > 1 ? long.Parse(shape[1], CultureInfo.InvariantCulture) : Workloads.Context;
+        // "lora16": rank 16 on every projection (the TinyGpt sample's student); "lora": rank 8.
+        int rank = lora && parts[2].IndexOf("lora", StringComparison.Ordinal) is int at && parts[2][(at + 4)..].TakeWhile(char.IsAsciiDigit).ToArray() is { Length: > 0 } digits
+            ? int.Parse(new string(digits), CultureInfo.InvariantCulture) : 8;
+        return new Configuration(parts[0], batch, length, checkpointing, lora, rank);
     }
 
     /// <summary>Random token batches for <paramref name="c"/>: next-token labels, or a class per sequence for BERT.</summary>
@@ -100,14 +103,16 @@ internal static class MemoryPlanCheck
         }).ToList();
     }
 
-    internal static void Build(string family, out nn.Module teacher, out nn.Module student, bool tiny)
+    /// <summary>The pair; TinyGpt's position table grows to <paramref name="length"/> beyond its context of 64 (same widths otherwise).</summary>
+    internal static void Build(string family, out nn.Module teacher, out nn.Module student, bool tiny, long length = 64)
     {
         manual_seed(1);
         switch (family)
         {
             case "tiny-gpt":
-                teacher = new GptModel(tiny ? Workloads.Teacher with { Layers = 1 } : Workloads.Teacher);
-                student = new GptModel(tiny ? Workloads.Student with { Layers = 1 } : Workloads.Student);
+                int context = (int)Math.Max(Workloads.Context, length);
+                teacher = new GptModel((tiny ? Workloads.Teacher with { Layers = 1 } : Workloads.Teacher) with { ContextLength = context });
+                student = new GptModel((tiny ? Workloads.Student with { Layers = 1 } : Workloads.Student) with { ContextLength = context });
                 break;
             case "llama":
                 var config = new LlamaConfig { VocabSize = 4096, ContextLength = 512, Width = 256, Heads = 8, KeyValueHeads = 4, Layers = tiny ? 1 : 4, FeedForwardWidth = 704 };
@@ -126,7 +131,7 @@ internal static class MemoryPlanCheck
     private static double Steps(Configuration c, nn.Module? teacher, nn.Module? student, int measured, out MemoryPlan plan, Action<double>? median = null)
     {
         if (teacher is null || student is null) Build(c.Family, out teacher, out student, tiny: true);
-        if (c.Lora) Lora.Apply(student, new LoraOptions { Targets = [.. LoraTargets.For(student)], Rank = 8, Alpha = 16 });
+        if (c.Lora) Lora.Apply(student, new LoraOptions { Targets = [.. LoraTargets.For(student)], Rank = c.Rank, Alpha = 2 * c.Rank });
         ((dynamic)student).ActivationCheckpointing = c.Checkpointing;
         var options = Workloads.Options(1 + measured);
         plan = MemoryPlan.Estimate(teacher, student, c.Batch, c.Length);

@@ -67,6 +67,8 @@ public sealed class MemoryPlanTests
 
         ((Action)(() => MemoryPlan.Estimate(null, nn.Linear(2, 2), 4, 8))).Should().Throw<ArgumentException>().WithMessage("student must be a GptModel, BertModel or LlamaModel*got Linear*");
         ((Action)(() => MemoryPlan.Estimate(null, student, 0, 8))).Should().Throw<ArgumentOutOfRangeException>().WithMessage("batch must be at least 1; got 0.*");
+        ((Action)(() => MemoryPlan.Estimate(null, student, 4, 8, new MemoryPlanOptions { Temperature = 0 }))).Should().Throw<ArgumentOutOfRangeException>()
+            .WithMessage("options.Temperature must be finite and > 0; got 0.*");
     }
 
     [Fact]
