@@ -53,6 +53,8 @@ public sealed record MemoryPlan(long TeacherWeights, long StudentWeights, long G
         options ??= new MemoryPlanOptions();
         if (!double.IsFinite(options.Temperature) || options.Temperature <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.Temperature, $"options.Temperature must be finite and > 0; got {options.Temperature}.");
+        if (options.FusedHeadChunkRows is < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.FusedHeadChunkRows, $"options.FusedHeadChunkRows must be at least 1; got {options.FusedHeadChunkRows}.");
         if (options.LossChunkElements < 1)
             throw new ArgumentOutOfRangeException(nameof(options), options.LossChunkElements, $"options.LossChunkElements must be at least 1; got {options.LossChunkElements}.");
         MemoryBlockShape s = MemoryBlockShape.Of(student, nameof(student));
@@ -82,7 +84,21 @@ public sealed record MemoryPlan(long TeacherWeights, long StudentWeights, long G
         // and two [T, D] at a time).
         long recomputation = s.Checkpointing ? blockMade + tokens * 4 * (s.FeedForward + 2L * s.Width) : 0;
 
-        long loss = LossPeak(studentLogits, rows, s.Classes, options, teacherBytes is 4 or 0 ? 0 : rows * s.Classes * 4);
+        long loss;
+        if (options.FusedHeadChunkRows is int chunkRows)
+        {
+            // The fused head loss: no whole logits. A chunk's logits and the divergence over them (itself chunked above the
+            // loss's chunk size), beside the hidden states' gradient and its zero-filled buffer (2 · [rows, D]) and the head
+            // weight's gradient, its buffer and the chunk's contribution (3 · [V, D]).
+            long chunk = Math.Min(chunkRows, rows);
+            long chunkLogits = chunk * s.Classes * 4;
+            loss = chunkLogits + LossPeak(chunkLogits, chunk, s.Classes, options, 0) + 2 * rows * s.Width * 4 + 3 * s.Classes * s.Width * 4;
+            studentLogits = 0;
+        }
+        else
+        {
+            loss = LossPeak(studentLogits, rows, s.Classes, options, teacherBytes is 4 or 0 ? 0 : rows * s.Classes * 4);
+        }
         // The teacher's forward pass keeps nothing, but a block holds all it makes until it ends, beside its input and
         // the embedding stage's tensors (held until the pass ends); then the head: the last state, its norm and the logits.
         long teacherForward = t is null ? 0 : Math.Max(

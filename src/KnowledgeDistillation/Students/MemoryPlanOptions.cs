@@ -20,6 +20,13 @@ public sealed record MemoryPlanOptions
     /// </summary>
     public long LossChunkElements { get; init; } = 1L << 22;
 
+    /// <summary>
+    /// Rows per chunk when the loss is a <c>FusedLinearDistillationLoss</c> over the student's last hidden states and head
+    /// weight (a hand-written loop; the trainer's objective does not use it): the student's <c>[rows, V]</c> logits are then
+    /// never made whole. Null: the logits are made and the loss reads them.
+    /// </summary>
+    public int? FusedHeadChunkRows { get; init; }
+
     /// <summary>Whether batches carry an attention mask (the reference models then build a <c>[B, 1, S, S]</c> additive mask).</summary>
     public bool AttentionMask { get; init; } = true;
 }

@@ -58,6 +58,11 @@ public sealed class MemoryPlanTests
         MemoryPlan.Estimate(teacher, student, 4, 8, new MemoryPlanOptions { LossChunkElements = 1000 }).Loss.Should().Be(Math.Max(logits + 10 * 4000, 4 * logits));
         MemoryPlan.Estimate(teacher, student, 4, 8, new MemoryPlanOptions { AttentionMask = false }).Activations.Should().Be(tokens * 4 * (3 * 274 + 32));
         MemoryPlan.Estimate(null, student, 4, 8).TeacherForward.Should().Be(0);
+        // The fused head loss in chunks of 8 rows: no whole student logits; a chunk's logits (3,200 bytes) and eight of its
+        // divergence tensors, the hidden states' gradient and buffer (2 · 32 · 16 floats), the head's three [100, 16].
+        MemoryPlan fused = MemoryPlan.Estimate(teacher, student, 4, 8, new MemoryPlanOptions { FusedHeadChunkRows = 8 });
+        fused.Logits.Should().Be(logits, "only the teacher's");
+        fused.Loss.Should().Be(3200 + 8 * 3200 + 2 * 32 * 16 * 4 + 3 * 100 * 16 * 4);
 
         student.ActivationCheckpointing = true;
         MemoryPlan checkpointed = MemoryPlan.Estimate(teacher, student, 4, 8);
