@@ -33,13 +33,16 @@ public sealed class ForwardMemoryTests
         long live = -1, before = 0;
         projection.register_forward_hook((_, _, output) =>
         {
-            live = DisposeScopeManager.Statistics.ThreadTotalLiveCount - before;
+            live = OwnedTensors.Live - before;
             return output;
         });
         using var scope = NewDisposeScope();
         Tensor ids = randint(0, 50, [2, 9]);
         Tensor mask = ones(2, 9, ScalarType.Int64);
-        before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        // Earlier tests' undisposed tensors finalised mid-forward would move this thread's count: collect them first.
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        before = OwnedTensors.Live;
         using (grad ? enable_grad() : no_grad()) ((IModuleModel<TokenBatch>)model).Run(new TokenBatch(ids, mask), OutputRequest.LogitsOnly);
         return live;
     }
